@@ -1,0 +1,3 @@
+from localgpt.cli.main import main
+
+main()

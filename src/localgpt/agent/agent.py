@@ -1,0 +1,40 @@
+"""The assistant layer between the API and the providers.
+
+It adds LocalGPT's identity and safety prompt ahead of the client's messages; in gateway mode
+it passes requests through untouched. Memory, tools and workspace context extend it later.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from localgpt.agent.prompt import system_prompt
+from localgpt.config import Config
+from localgpt.providers.base import ChatRequest, Completion
+from localgpt.providers.router import EventBatches, Route, Router
+
+
+class Agent:
+    def __init__(self, config: Config, router: Router) -> None:
+        self.config = config
+        self.router = router
+        self.gateway = config.agent.gateway_mode
+        self._system = {"role": "system", "content": system_prompt()}
+
+    def prepare(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The messages a provider sees: ours first, then the client's, system included."""
+        if self.gateway:
+            return messages
+        return [self._system, *messages]
+
+    async def complete(
+        self, model: str, messages: list[dict[str, Any]], params: dict[str, Any]
+    ) -> tuple[Route, Completion]:
+        request = ChatRequest(model, self.prepare(messages), params)
+        return await self.router.complete(model, request)
+
+    async def open_stream(
+        self, model: str, messages: list[dict[str, Any]], params: dict[str, Any]
+    ) -> tuple[Route, EventBatches]:
+        request = ChatRequest(model, self.prepare(messages), params)
+        return await self.router.open_stream(model, request)

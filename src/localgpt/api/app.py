@@ -1,0 +1,60 @@
+"""The ASGI application: routes, error handlers and the shared state's lifetime."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.responses import Response
+
+from localgpt import __version__
+from localgpt.api import chat, errors, models
+from localgpt.api.protocol import ChatCompletionRequest
+from localgpt.api.state import AppState
+from localgpt.config import Config
+
+
+def create_app(config: Config) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = AppState.build(config)
+        app.state.localgpt = state
+        try:
+            yield
+        finally:
+            await state.aclose()
+
+    app = FastAPI(
+        title="LocalGPT",
+        version=__version__,
+        lifespan=lifespan,
+        description="A local-first AI assistant with an OpenAI-compatible API.",
+    )
+    errors.install(app)
+    app.include_router(chat.router)
+    app.include_router(models.router)
+
+    @app.get("/health", summary="Liveness", response_class=Response)
+    async def health() -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            defs = ChatCompletionRequest.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            ).get("$defs", {})
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(defs)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,101 @@
+"""``POST /v1/chat/completions``: OpenAI's Chat Completions, stream and non-stream."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+from starlette.responses import Response
+
+from localgpt.api.errors import APIError, validation_error
+from localgpt.api.protocol import IGNORED_FIELDS, ChatCompletionRequest
+from localgpt.api.render import render_completion, render_stream
+from localgpt.api.state import AppState
+from localgpt.api.streaming import DisconnectWatch, EventStreamResponse
+
+router = APIRouter()
+
+_NOT_PARAMS = IGNORED_FIELDS | {"model", "messages"}
+_BAD_JSON = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
+    "using your HTTP library correctly. The OpenAI API expects a JSON payload.)"
+)
+
+
+def parse_body(body: bytes) -> dict[str, Any]:
+    """Decode and validate a request; the dict that comes back is what the client sent."""
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise APIError(400, _BAD_JSON, code="invalid_json") from None
+    if not isinstance(raw, dict):
+        raise APIError(400, "The request body must be a JSON object.", code="invalid_json")
+    try:
+        ChatCompletionRequest.model_validate(raw)
+    except ValidationError as exc:
+        raise validation_error(exc.errors(include_url=False)) from None
+    if raw.get("stream_options") is not None and not raw.get("stream"):
+        raise APIError(
+            400,
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            param="stream_options",
+            code="invalid_value",
+        )
+    return raw
+
+
+def request_params(raw: dict[str, Any]) -> dict[str, Any]:
+    params = {k: v for k, v in raw.items() if v is not None and k not in _NOT_PARAMS}
+    if "max_completion_tokens" in params:
+        params.pop("max_tokens", None)  # max_completion_tokens wins when both are set
+    return params
+
+
+_SCHEMA = ChatCompletionRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {k: v for k, v in _SCHEMA.items() if k != "$defs"}}
+        },
+    },
+}
+
+
+@router.post(
+    "/v1/chat/completions",
+    openapi_extra=_OPENAPI,
+    summary="Create a chat completion",
+    response_class=Response,
+)
+async def chat_completions(request: Request) -> Response:
+    state: AppState = request.app.state.localgpt
+    raw = parse_body(await request.body())
+    model: str = raw["model"]
+    messages: list[dict[str, Any]] = raw["messages"]
+    params = request_params(raw)
+    watch = DisconnectWatch(request.receive)
+    if raw.get("stream"):
+        try:
+            route, batches = await state.agent.open_stream(model, messages, params)
+        except asyncio.CancelledError:
+            if watch.absorb():
+                return Response(status_code=499)
+            raise
+        except BaseException:
+            watch.stop()
+            raise
+        include_usage = bool((raw.get("stream_options") or {}).get("include_usage"))
+        return EventStreamResponse(render_stream(batches, route.id, include_usage), watch)
+    try:
+        route, completion = await state.agent.complete(model, messages, params)
+    except asyncio.CancelledError:
+        if watch.absorb():
+            return Response(status_code=499)
+        raise
+    finally:
+        watch.stop()
+    return Response(render_completion(completion, route.id), media_type="application/json")

@@ -1,0 +1,254 @@
+"""Every error leaves the server in OpenAI's shape, with the status OpenAI would use."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from localgpt.providers.base import ProviderError
+
+log = logging.getLogger("localgpt.api")
+
+
+class APIError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = headers
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def response(self) -> Response:
+        return Response(
+            orjson.dumps(self.body()),
+            status_code=self.status,
+            headers=self.headers,
+            media_type="application/json",
+        )
+
+    @classmethod
+    def from_provider(cls, exc: ProviderError) -> APIError:
+        headers = {"Retry-After": exc.retry_after} if exc.retry_after else None
+        return cls(
+            exc.status,
+            exc.message,
+            type=exc.type,
+            param=exc.param,
+            code=exc.code,
+            headers=headers,
+        )
+
+
+# --- pydantic errors, worded as OpenAI words them -------------------------------------------
+
+_TYPE_NAMES = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "a boolean",
+    "dict_type": "an object",
+    "list_type": "an array",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+    "int_from_float": "an integer",
+}
+
+
+def _param(loc: Sequence[int | str]) -> str:
+    """``('messages', 0, 'user', 'content')`` -> ``messages[0].content``.
+
+    Union branches and discriminator tags that pydantic puts in the location are dropped.
+    """
+    out = ""
+    previous: int | str | None = None
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif "[" in part or part in ("str", "int", "float", "bool", "list", "dict"):
+            pass  # a union branch such as 'list[...]' or 'str'
+        elif isinstance(previous, int) and part in _TAGS:
+            pass  # the discriminator tag of a message or content part
+        elif part in ("function-after", "function-before"):
+            pass
+        else:
+            out += f".{part}" if out else part
+        previous = part
+    return out
+
+
+_TAGS = frozenset(
+    {
+        "system",
+        "developer",
+        "user",
+        "assistant",
+        "tool",
+        "function",
+        "text",
+        "image_url",
+        "input_audio",
+        "file",
+        "refusal",
+        "json_object",
+        "json_schema",
+    }
+)
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def validation_error(errors: Sequence[Any]) -> APIError:
+    """Turn pydantic's error list into one OpenAI-style 400 naming the parameter."""
+    if not errors:
+        return APIError(400, "Invalid request.")
+    # The deepest location is the most specific: for 'str | list' it is the list branch.
+    err = max(errors, key=lambda e: len(e.get("loc", ())))
+    loc = tuple(err.get("loc", ()))
+    if loc and loc[0] == "body":
+        loc = loc[1:]
+    param = _param(loc) or None
+    kind = err.get("type", "")
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        if len(loc) == 1:
+            message = f"Unrecognized request argument supplied: {loc[0]}"
+        else:
+            message = f"Additional properties are not allowed ('{loc[-1]}' was unexpected)."
+        return APIError(400, message, param=param, code="unknown_parameter")
+    if kind == "missing":
+        return APIError(
+            400,
+            f"Missing required parameter: '{param}'.",
+            param=param,
+            code="missing_required_parameter",
+        )
+    if kind in ("union_tag_invalid", "literal_error", "enum"):
+        expected = err.get("ctx", {}).get("expected_tags") or err.get("ctx", {}).get("expected")
+        tag = err.get("ctx", {}).get("tag", value)
+        message = f"Invalid value: '{tag}'."
+        if expected:
+            message += f" Supported values are: {expected}."
+        if kind == "union_tag_invalid":
+            field = err.get("ctx", {}).get("discriminator", "").strip("'")
+            if field:
+                param = f"{param}.{field}" if param else field
+        return APIError(400, message, param=param, code="invalid_value")
+    if kind == "union_tag_not_found":
+        field = err.get("ctx", {}).get("discriminator", "").strip("'")
+        param = f"{param}.{field}" if param else field
+        return APIError(
+            400,
+            f"Missing required parameter: '{param}'.",
+            param=param,
+            code="missing_required_parameter",
+        )
+    if kind in _TYPE_NAMES or kind.endswith("_type"):
+        expected = _TYPE_NAMES.get(kind, kind.removesuffix("_type"))
+        return APIError(
+            400,
+            f"Invalid type for '{param}': expected {expected}, but got {_describe(value)}.",
+            param=param,
+            code="invalid_type",
+        )
+    if kind == "json_invalid":
+        return APIError(
+            400,
+            "We could not parse the JSON body of your request. (HINT: This "
+            "likely means you aren't using your HTTP library correctly. The OpenAI "
+            "API expects a JSON payload.)",
+            code="invalid_json",
+        )
+    message = err.get("msg", "invalid value").removeprefix("Value error, ")
+    return APIError(400, f"Invalid '{param}': {message}.", param=param, code="invalid_value")
+
+
+# --- handlers -------------------------------------------------------------------------------
+
+_STATUS_TYPES = {
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("invalid_request_error", None),
+    404: ("invalid_request_error", "not_found"),
+    405: ("invalid_request_error", None),
+    413: ("invalid_request_error", "request_too_large"),
+    429: ("rate_limit_error", None),
+}
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, exc: APIError) -> Response:
+        return exc.response()
+
+    @app.exception_handler(ProviderError)
+    async def _provider_error(request: Request, exc: ProviderError) -> Response:
+        return APIError.from_provider(exc).response()
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        return validation_error(exc.errors()).response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        etype, code = _STATUS_TYPES.get(exc.status_code, ("invalid_request_error", None))
+        if exc.status_code == 404 and exc.detail == "Not Found":
+            message = f"Unknown request URL: {request.method} {request.url.path}."
+        elif exc.status_code == 405:
+            message = f"Method {request.method} is not allowed for {request.url.path}."
+        else:
+            message = str(exc.detail)
+        if exc.status_code >= 500:
+            etype = "server_error"
+        headers = dict(exc.headers) if exc.headers else None
+        return APIError(exc.status_code, message, type=etype, code=code, headers=headers).response()
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return APIError(
+            500,
+            "The server had an error while processing your request.",
+            type="server_error",
+            code="internal_error",
+        ).response()

@@ -1,0 +1,234 @@
+"""OpenAI's response shapes, rendered straight to bytes.
+
+The stream renderer is also where every provider's events are normalised to OpenAI's stream
+invariants: a role chunk first, tool calls introduced once with id and name then continued by
+argument pieces, exactly one finish reason per choice (``tool_calls`` when the reply ends in
+tool calls), the usage chunk only when asked for, and an error event instead of a silent end.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import orjson
+
+from localgpt.providers.base import (
+    Completion,
+    Finish,
+    ProviderError,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
+
+log = logging.getLogger("localgpt.api")
+
+
+def completion_id() -> str:
+    return "chatcmpl-" + os.urandom(12).hex()
+
+
+def call_id() -> str:
+    return "call_" + os.urandom(12).hex()
+
+
+def usage_dict(usage: Usage | None) -> dict[str, Any]:
+    if usage is None:
+        usage = Usage(0, 0)
+    out: dict[str, Any] = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+    if usage.cached_tokens is not None:
+        out["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+    return out
+
+
+def render_completion(completion: Completion, model: str, created: int | None = None) -> bytes:
+    choices = []
+    for i, choice in enumerate(completion.choices):
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": choice.content,
+            "refusal": None,
+        }
+        reason = choice.finish_reason
+        if choice.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": tc.id,
+                    "type": "function",
+                    "function": {"name": tc.name, "arguments": tc.arguments},
+                }
+                for tc in choice.tool_calls
+            ]
+            if reason == "stop":
+                reason = "tool_calls"
+        choices.append(
+            {"index": i, "message": message, "logprobs": choice.logprobs, "finish_reason": reason}
+        )
+    return orjson.dumps(
+        {
+            "id": completion_id(),
+            "object": "chat.completion",
+            "created": created or int(time.time()),
+            "model": model,
+            "choices": choices,
+            "usage": usage_dict(completion.usage),
+            "system_fingerprint": None,
+        }
+    )
+
+
+class StreamRenderer:
+    """Turns batches of provider events into SSE bytes for one chat completion stream."""
+
+    def __init__(self, model: str, include_usage: bool) -> None:
+        created = int(time.time())
+        head = orjson.dumps(
+            {
+                "id": completion_id(),
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "system_fingerprint": None,
+            }
+        )
+        self._prefix = b"data: " + head[:-1] + b',"choices":['
+        self._suffix = b'],"usage":null}\n\n' if include_usage else b"]}\n\n"
+        self._include_usage = include_usage
+        self._started: set[int] = set()
+        self._finished: set[int] = set()
+        # (choice, call index) -> our index for that call within the choice
+        self._calls: dict[tuple[int, int], int] = {}
+        self._has_calls: set[int] = set()
+        self.usage: Usage | None = None
+
+    def _chunk(self, choice: int, delta: bytes, finish: str | None = None) -> bytes:
+        reason = b"null" if finish is None else b'"' + finish.encode() + b'"'
+        return b"".join(
+            (
+                self._prefix,
+                b'{"index":',
+                str(choice).encode(),
+                b',"delta":',
+                delta,
+                b',"logprobs":null,"finish_reason":',
+                reason,
+                b"}",
+                self._suffix,
+            )
+        )
+
+    def _start(self, choice: int, out: list[bytes]) -> None:
+        if choice not in self._started:
+            self._started.add(choice)
+            out.append(self._chunk(choice, b'{"role":"assistant","content":""}'))
+
+    def render(self, events: list[StreamEvent]) -> bytes:
+        out: list[bytes] = []
+        for event in events:
+            if isinstance(event, TextDelta):
+                if event.choice in self._finished:
+                    continue
+                self._start(event.choice, out)
+                delta = b'{"content":' + orjson.dumps(event.text) + b"}"
+                if event.logprobs is None:
+                    out.append(self._chunk(event.choice, delta))
+                else:
+                    chunk = self._chunk(event.choice, delta)
+                    out.append(
+                        chunk.replace(
+                            b',"logprobs":null,',
+                            b',"logprobs":' + orjson.dumps(event.logprobs) + b",",
+                            1,
+                        )
+                    )
+            elif isinstance(event, ToolCallDelta):
+                if event.choice in self._finished:
+                    continue
+                self._start(event.choice, out)
+                self._tool_delta(event, out)
+            elif isinstance(event, Finish):
+                self._finish(event.choice, event.reason, out)
+            elif isinstance(event, Usage):
+                self.usage = event if self.usage is None else self.usage + event
+        return b"".join(out)
+
+    def _tool_delta(self, event: ToolCallDelta, out: list[bytes]) -> None:
+        key = (event.choice, event.index)
+        index = self._calls.get(key)
+        if index is None:
+            index = self._calls[key] = sum(1 for c, _ in self._calls if c == event.choice)
+            self._has_calls.add(event.choice)
+            head = {
+                "index": index,
+                "id": event.id or call_id(),
+                "type": "function",
+                "function": {"name": event.name or "", "arguments": ""},
+            }
+            out.append(self._chunk(event.choice, b'{"tool_calls":[' + orjson.dumps(head) + b"]}"))
+        if event.arguments:
+            piece = {"index": index, "function": {"arguments": event.arguments}}
+            out.append(self._chunk(event.choice, b'{"tool_calls":[' + orjson.dumps(piece) + b"]}"))
+
+    def _finish(self, choice: int, reason: str, out: list[bytes]) -> None:
+        if choice in self._finished:
+            return
+        self._start(choice, out)
+        if reason == "stop" and choice in self._has_calls:
+            reason = "tool_calls"
+        self._finished.add(choice)
+        out.append(self._chunk(choice, b"{}", reason))
+
+    def end(self) -> bytes:
+        """Close every open choice, add the usage chunk if asked for, then ``[DONE]``."""
+        out: list[bytes] = []
+        for choice in sorted(self._started - self._finished):
+            self._finish(choice, "stop", out)
+        if not self._started:
+            self._finish(0, "stop", out)
+        if self._include_usage:
+            out.append(
+                self._prefix + b'],"usage":' + orjson.dumps(usage_dict(self.usage)) + b"}\n\n"
+            )
+        out.append(b"data: [DONE]\n\n")
+        return b"".join(out)
+
+
+def error_event(exc: ProviderError) -> bytes:
+    return b"data: " + orjson.dumps({"error": exc.to_dict()}) + b"\n\n"
+
+
+async def render_stream(
+    batches: AsyncGenerator[list[StreamEvent], None], model: str, include_usage: bool
+) -> AsyncGenerator[bytes, None]:
+    renderer = StreamRenderer(model, include_usage)
+    try:
+        async for batch in batches:
+            data = renderer.render(batch)
+            if data:
+                yield data
+    except ProviderError as exc:
+        yield error_event(exc)
+        return
+    except Exception:
+        log.exception("stream failed")
+        yield error_event(
+            ProviderError(
+                "The server had an error while processing your request.",
+                status=500,
+                type="server_error",
+                code="internal_error",
+            )
+        )
+        return
+    finally:
+        await batches.aclose()
+    yield renderer.end()

@@ -1,0 +1,220 @@
+"""The ``localgpt`` command line. Heavy modules are imported inside commands, not here, so
+that ``localgpt --help`` and shell completion stay instant."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from localgpt.config import Config
+
+app = typer.Typer(
+    name="localgpt",
+    help="A local-first AI assistant with memory and an OpenAI-compatible API.",
+    no_args_is_help=True,
+    add_completion=True,
+    rich_markup_mode="rich",
+)
+config_app = typer.Typer(help="Write or show the configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Config file (default: $LOCALGPT_CONFIG, then $XDG_CONFIG_HOME/localgpt/config.toml).",
+        show_default=False,
+    ),
+]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def load(path: Path | None) -> Config:
+    """Load the config or exit with one clear line; print warnings about unknown keys."""
+    from rich.console import Console
+
+    from localgpt.config import ConfigError, load_config
+
+    try:
+        config, warnings = load_config(path)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    console = Console(stderr=True)
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    return config
+
+
+@app.command()
+def serve(
+    config_path: ConfigOption = None,
+    host: Annotated[
+        str | None,
+        typer.Option("--host", help="Address to bind (default: [server] bind, 127.0.0.1)."),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", "-p", help="Port (default: [server] port, 31327).")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the HTTP server: the OpenAI-compatible API and the native API."""
+    import logging
+
+    import uvicorn
+
+    from localgpt.api.app import create_app
+
+    config = load(config_path)
+    bind = host or config.server.bind
+    listen_port = config.server.port if port is None else port
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(
+        create_app(config),
+        host=bind,
+        port=listen_port,
+        loop="uvloop",
+        http="httptools",
+        log_level=log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        server_header=False,
+    )
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="What to ask; '-' reads standard input.")],
+    config_path: ConfigOption = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model id or alias.")] = None,
+    system: Annotated[str | None, typer.Option(help="An extra system message.")] = None,
+) -> None:
+    """Ask one question and stream the answer to the terminal."""
+    config = load(config_path)
+    if question == "-":
+        question = sys.stdin.read()
+    messages: list[dict[str, Any]] = []
+    if system:
+        messages.append({"role": "system", "content": system})
+    messages.append({"role": "user", "content": question})
+    code = asyncio.run(_ask(config, model or config.agent.default_model, messages))
+    raise typer.Exit(code)
+
+
+async def _ask(config: Config, model: str, messages: list[dict[str, Any]]) -> int:
+    from localgpt.agent.agent import Agent
+    from localgpt.providers.base import ProviderError, TextDelta
+    from localgpt.providers.router import Router
+
+    router = Router(config)
+    agent = Agent(config, router)
+    try:
+        _route, batches = await agent.open_stream(model, messages, {})
+        async for batch in batches:
+            for event in batch:
+                if isinstance(event, TextDelta):
+                    sys.stdout.write(event.text)
+                    sys.stdout.flush()
+        sys.stdout.write("\n")
+        return 0
+    except ProviderError as exc:
+        raise _fail(exc.message, 1) from None
+    finally:
+        await router.aclose()
+
+
+@app.command("models")
+def models_command(
+    config_path: ConfigOption = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the models this configuration can serve."""
+    config = load(config_path)
+    entries = asyncio.run(_models(config))
+    if json_output:
+        import json
+
+        print(
+            json.dumps(
+                [{"id": e.id, "created": e.created, "owned_by": e.owned_by} for e in entries],
+                indent=2,
+            )
+        )
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("model", "provider", box=None)
+    for entry in entries:
+        table.add_row(entry.id, entry.owned_by)
+    Console().print(table)
+
+
+async def _models(config: Config) -> list[Any]:
+    from localgpt.providers.catalog import Catalog
+    from localgpt.providers.router import Router
+
+    router = Router(config)
+    try:
+        return await Catalog(router).entries()
+    finally:
+        await router.aclose()
+
+
+@config_app.command("init")
+def config_init(
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="Where to write (default: the config path).", show_default=False),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented default config file."""
+    from importlib.resources import files
+
+    from localgpt.config import default_config_path
+
+    target = path or default_config_path()
+    if target.exists() and not force:
+        raise _fail(f"{target} exists; use --force to overwrite it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    template = files("localgpt").joinpath("default_config.toml").read_text(encoding="utf-8")
+    target.write_text(template, encoding="utf-8")
+    target.chmod(0o600)
+    print(f"wrote {target}")
+
+
+@config_app.command("show")
+def config_show(
+    config_path: ConfigOption = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print the effective configuration, secrets masked."""
+    from localgpt.config import effective_dict
+
+    data = effective_dict(load(config_path))
+    if json_output:
+        import json
+
+        print(json.dumps(data, indent=2))
+        return
+    import tomli_w
+
+    print(tomli_w.dumps(data), end="")
+
+
+def main() -> None:
+    app()

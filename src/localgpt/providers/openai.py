@@ -1,0 +1,182 @@
+"""Any OpenAI-compatible server: OpenAI, vLLM, llama.cpp, LM Studio, OpenRouter, Ollama's /v1.
+
+The request is already in OpenAI's format, so it is forwarded as it is; the answer is parsed
+into provider events so that every provider's stream leaves the API in the same shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import orjson
+
+from localgpt.config import ProviderConfig
+from localgpt.providers.base import (
+    ChatRequest,
+    Choice,
+    Completion,
+    Finish,
+    ModelInfo,
+    ProviderError,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    stream_cut_error,
+)
+from localgpt.providers.http import HTTPClient, SSEParser, drain, iter_lines
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+class OpenAIProvider:
+    def __init__(self, name: str, config: ProviderConfig) -> None:
+        self.name = name
+        self.base_url = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
+        headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+        self.http = HTTPClient(name, config, headers)
+        self._chat_url = f"{self.base_url}/chat/completions"
+        self._extra_models = config.models
+
+    def _body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
+        body = {"model": request.model, "messages": request.messages, **request.params}
+        if stream:
+            body["stream"] = True
+            # Always ask for usage: it is needed for our own accounting even when the client
+            # did not ask for the usage chunk.
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        async with self.http.request("POST", self._chat_url, self._body(request, False)) as resp:
+            raw = await resp.read()
+        try:
+            data = orjson.loads(raw)
+            return parse_completion(data)
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            raise ProviderError(
+                f"provider {self.name} sent an answer that is not a chat completion",
+                status=502,
+                code="upstream_bad_response",
+                retryable=True,
+            ) from None
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[list[StreamEvent], None]:
+        async with self.http.request("POST", self._chat_url, self._body(request, True)) as resp:
+            parser = SSEParser()
+            async for lines in iter_lines(resp, self.name):
+                batch: list[StreamEvent] = []
+                for payload in parser.feed(lines):
+                    batch += self._events(payload)
+                if batch:
+                    yield batch
+                if parser.done:
+                    break
+            if not parser.done:
+                tail = [e for payload in parser.flush() for e in self._events(payload)]
+                if tail:
+                    yield tail
+                if not parser.done:
+                    raise stream_cut_error(self.name)
+            await drain(resp)
+
+    def _events(self, payload: bytes) -> list[StreamEvent]:
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raise ProviderError(
+                f"provider {self.name} sent a stream event that is not JSON",
+                status=502,
+                code="upstream_bad_response",
+            ) from None
+        if "error" in chunk and not chunk.get("choices"):
+            err = chunk["error"]
+            message = err.get("message") if isinstance(err, dict) else str(err)
+            raise ProviderError(
+                f"provider {self.name} failed mid-stream: {message}",
+                status=502,
+                code="upstream_error",
+            )
+        return parse_chunk(chunk)
+
+    async def list_models(self) -> list[ModelInfo]:
+        data = await self.http.get_json(f"{self.base_url}/models", timeout=3.0)
+        found = [
+            ModelInfo(m["id"], m.get("created") if isinstance(m.get("created"), int) else None)
+            for m in data.get("data", [])
+            if isinstance(m, dict) and isinstance(m.get("id"), str)
+        ]
+        return found + [ModelInfo(m) for m in self._extra_models]
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+def parse_usage(data: Any) -> Usage | None:
+    if not isinstance(data, dict):
+        return None
+    details = data.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return Usage(
+        int(data.get("prompt_tokens") or 0), int(data.get("completion_tokens") or 0), cached
+    )
+
+
+def parse_completion(data: dict[str, Any]) -> Completion:
+    choices = []
+    for i, raw in enumerate(data["choices"]):
+        message = raw.get("message") or {}
+        calls = [
+            ToolCall(
+                tc.get("id") or f"call_{i}_{j}",
+                tc["function"]["name"],
+                _arguments(tc["function"].get("arguments")),
+            )
+            for j, tc in enumerate(message.get("tool_calls") or [])
+        ]
+        reason = raw.get("finish_reason") or ("tool_calls" if calls else "stop")
+        choices.append(
+            Choice(
+                content=message.get("content"),
+                tool_calls=calls,
+                finish_reason=reason,
+                logprobs=raw.get("logprobs"),
+                index=raw.get("index", i),
+            )
+        )
+    return Completion(choices, parse_usage(data.get("usage")))
+
+
+def _arguments(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def parse_chunk(chunk: dict[str, Any]) -> list[StreamEvent]:
+    events: list[StreamEvent] = []
+    for raw in chunk.get("choices") or ():
+        index = raw.get("index", 0)
+        delta = raw.get("delta") or {}
+        text = delta.get("content")
+        if text:
+            events.append(TextDelta(text, index, raw.get("logprobs")))
+        for tc in delta.get("tool_calls") or ():
+            fn = tc.get("function") or {}
+            events.append(
+                ToolCallDelta(
+                    tc.get("index", 0),
+                    _arguments(fn.get("arguments")),
+                    tc.get("id"),
+                    fn.get("name"),
+                    index,
+                )
+            )
+        if raw.get("finish_reason"):
+            events.append(Finish(raw["finish_reason"], index))
+    usage = parse_usage(chunk.get("usage"))
+    if usage is not None:
+        events.append(usage)
+    return events

@@ -1,0 +1,240 @@
+"""Model routing and failover: which provider serves a model id, and what to try next.
+
+Routing follows upstream LocalGPT: aliases, ``provider/model`` split at the first ``/``, and
+rules for bare names. Failover walks ``fallback_models`` on retryable failures (429, 5xx,
+timeouts, refused or reset connections); a model that failed that way cools down for 60 s.
+On a stream, failover is only possible until the first event, which the router waits for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import time
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, replace
+
+from localgpt.config import DEFAULT_LOCAL_MODEL, Config, ProviderConfig
+from localgpt.providers.base import (
+    ChatRequest,
+    Completion,
+    ModelInfo,
+    Provider,
+    ProviderError,
+    StreamEvent,
+)
+
+BUILTIN_ALIASES = {
+    "opus": "anthropic/claude-opus-4-6",
+    "sonnet": "anthropic/claude-sonnet-4-6",
+    "gpt": "openai/gpt-4o",
+    "gpt-mini": "openai/gpt-4o-mini",
+}
+COOLDOWN_SECONDS = 60.0
+LOCAL_MODELS = (DEFAULT_LOCAL_MODEL, "qwen2.5-coder-0.5b-instruct")
+
+_MODULES = {
+    "openai": ("localgpt.providers.openai", "OpenAIProvider"),
+    "anthropic": ("localgpt.providers.anthropic", "AnthropicProvider"),
+    "ollama": ("localgpt.providers.ollama", "OllamaProvider"),
+    "local": ("localgpt.providers.local", "LocalProvider"),
+}
+
+EventBatches = AsyncGenerator[list[StreamEvent], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    provider: str
+    model: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+
+def model_not_found(model: str, why: str) -> ProviderError:
+    return ProviderError(
+        f"The model '{model}' does not exist or you do not have access to it ({why}).",
+        status=404,
+        type="invalid_request_error",
+        code="model_not_found",
+        param="model",
+    )
+
+
+class Router:
+    def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.aliases = {**BUILTIN_ALIASES, **config.agent.aliases}
+        self._providers: dict[str, Provider] = {}
+        self._cooldown: dict[str, float] = {}
+        self._clock = clock
+        self._routes: dict[str, Route] = {}
+
+    # --- resolution ---------------------------------------------------------------------
+
+    def configured(self, name: str) -> ProviderConfig | None:
+        return self.config.provider(name)
+
+    def resolve(self, model: str) -> Route:
+        """Map a client's model id to a provider and the provider's own model name."""
+        route = self._routes.get(model)
+        if route is None:
+            route = self._resolve(model)
+            if len(self._routes) < 4096:
+                self._routes[model] = route
+        return route
+
+    def _resolve(self, model: str) -> Route:
+        target = self.aliases.get(model, model)
+        name, sep, rest = target.partition("/")
+        if sep and rest and (name in self.config.providers or name == "local"):
+            return Route(name, rest)
+        if sep and name in BUILTIN_ALIAS_PROVIDERS:
+            raise model_not_found(
+                model, f"provider '{name}' is not configured: add [providers.{name}] to config.toml"
+            )
+        bare = target
+        if bare.startswith(("gpt-", "o1", "o3", "o4", "chatgpt-")):
+            return self._builtin("openai", bare, model)
+        if bare.startswith("claude-"):
+            return self._builtin("anthropic", bare, model)
+        if bare in LOCAL_MODELS:
+            return Route("local", bare)
+        if "ollama" in self.config.providers:
+            return Route("ollama", bare)
+        raise model_not_found(
+            model,
+            "no configured provider serves it; use provider/model, "
+            "e.g. openai/gpt-4o, or configure [providers.ollama] for bare names",
+        )
+
+    def _builtin(self, provider: str, bare: str, asked: str) -> Route:
+        if provider not in self.config.providers:
+            raise model_not_found(
+                asked,
+                f"provider '{provider}' is not configured: add [providers.{provider}] "
+                "to config.toml",
+            )
+        return Route(provider, bare)
+
+    def provider(self, name: str) -> Provider:
+        found = self._providers.get(name)
+        if found is None:
+            config = self.configured(name)
+            if config is None:
+                raise model_not_found(name, f"provider '{name}' is not configured")
+            module, cls = _MODULES[config.type]
+            factory = getattr(importlib.import_module(module), cls)
+            found = self._providers[name] = factory(name, config)
+        return found
+
+    def candidates(self, model: str) -> list[Route]:
+        """The requested model, then the fallbacks; cooling models go last, not away."""
+        first = self.resolve(model)
+        fallbacks = self.config.agent.fallback_models
+        if not fallbacks:
+            return [first]
+        routes = [first]
+        for fb in fallbacks:
+            try:
+                route = self.resolve(fb)
+            except ProviderError:
+                continue
+            if route not in routes:
+                routes.append(route)
+        now = self._clock()
+        ready = [r for r in routes if self._cooldown.get(r.id, 0.0) <= now]
+        return ready + [r for r in routes if r not in ready]
+
+    def _failed(self, route: Route, exc: ProviderError, failover: bool) -> None:
+        if failover and exc.retryable:
+            self._cooldown[route.id] = self._clock() + COOLDOWN_SECONDS
+
+    # --- calls --------------------------------------------------------------------------
+
+    async def complete(self, model: str, request: ChatRequest) -> tuple[Route, Completion]:
+        routes = self.candidates(model)
+        errors: list[tuple[Route, ProviderError]] = []
+        for route in routes:
+            try:
+                provider = self.provider(route.provider)
+                result = await provider.complete(replace(request, model=route.model))
+                return route, result
+            except ProviderError as exc:
+                self._failed(route, exc, len(routes) > 1)
+                errors.append((route, exc))
+                if not exc.retryable:
+                    break
+        raise _exhausted(errors)
+
+    async def open_stream(self, model: str, request: ChatRequest) -> tuple[Route, EventBatches]:
+        """Start a stream and wait for its first events, failing over until then."""
+        routes = self.candidates(model)
+        errors: list[tuple[Route, ProviderError]] = []
+        for route in routes:
+            stream: EventBatches | None = None
+            try:
+                provider = self.provider(route.provider)
+                stream = provider.stream(replace(request, model=route.model))
+                first = await anext(stream)
+                return route, _prepend(first, stream)
+            except StopAsyncIteration:
+                exc = ProviderError(
+                    f"provider {route.provider} sent an empty stream",
+                    status=502,
+                    code="upstream_bad_response",
+                    retryable=True,
+                )
+                self._failed(route, exc, len(routes) > 1)
+                errors.append((route, exc))
+            except ProviderError as exc:
+                if stream is not None:
+                    await stream.aclose()
+                self._failed(route, exc, len(routes) > 1)
+                errors.append((route, exc))
+                if not exc.retryable:
+                    break
+            except BaseException:
+                if stream is not None:
+                    await asyncio.shield(stream.aclose())
+                raise
+        raise _exhausted(errors)
+
+    async def list_models(self, name: str) -> list[ModelInfo]:
+        return await self.provider(name).list_models()
+
+    async def aclose(self) -> None:
+        for provider in self._providers.values():
+            await provider.aclose()
+        self._providers.clear()
+
+
+BUILTIN_ALIAS_PROVIDERS = frozenset({"openai", "anthropic", "ollama"})
+
+
+def _exhausted(errors: list[tuple[Route, ProviderError]]) -> ProviderError:
+    last = errors[-1][1]
+    if len(errors) == 1:
+        return last
+    tried = "; ".join(f"{r.id}: {e.message}" for r, e in errors)
+    combined = ProviderError(
+        f"all {len(errors)} models failed ({tried})",
+        status=last.status,
+        type=last.type,
+        code=last.code,
+        param=last.param,
+        retryable=last.retryable,
+        retry_after=last.retry_after,
+    )
+    return combined
+
+
+async def _prepend(first: list[StreamEvent], rest: EventBatches) -> EventBatches:
+    try:
+        yield first
+        async for batch in rest:
+            yield batch
+    finally:
+        await rest.aclose()

@@ -1,0 +1,148 @@
+"""A fake OpenAI-compatible server: /v1/chat/completions (stream and not), /v1/models."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes import FakeServer, Script, pieces_of
+
+
+class FakeOpenAI(FakeServer):
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_get("/v1/models", self.list_models)
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        data = [
+            {"id": m, "object": "model", "created": 1700000000, "owned_by": "fake"}
+            for m in self.models
+        ]
+        return web.json_response({"object": "list", "data": data})
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        body = await self.record(request)
+        model = body.get("model", "")
+        script = self.next_script(model)
+        if script.first_delay and not await self.wait_or_disconnect(
+            request, script.first_delay, model
+        ):
+            return web.Response(status=499)
+        if script.status >= 400:
+            error = script.error or {
+                "error": {
+                    "message": f"fake error {script.status}",
+                    "type": "server_error",
+                    "param": None,
+                    "code": None,
+                }
+            }
+            return web.json_response(error, status=script.status, headers=script.headers)
+        if body.get("stream"):
+            return await self._stream(request, body, script)
+        return web.json_response(self._completion(body, script))
+
+    def _completion(self, body: dict[str, Any], script: Script) -> dict[str, Any]:
+        text = "".join(pieces_of(script, body["messages"]))
+        message: dict[str, Any] = {"role": "assistant", "content": text or None}
+        if script.tool_calls:
+            message["content"] = text if script.text else None
+            message["tool_calls"] = [
+                {
+                    "id": c.id or f"call_fake{i}",
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": "".join(c.arguments)},
+                }
+                for i, c in enumerate(script.tool_calls)
+            ]
+        reason = script.finish_reason or ("tool_calls" if script.tool_calls else "stop")
+        n = body.get("n") or 1
+        return {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": [
+                {"index": i, "message": message, "logprobs": None, "finish_reason": reason}
+                for i in range(n)
+            ],
+            "usage": {
+                "prompt_tokens": script.usage[0],
+                "completion_tokens": script.usage[1],
+                "total_tokens": sum(script.usage),
+            },
+        }
+
+    async def _stream(
+        self, request: web.Request, body: dict[str, Any], script: Script
+    ) -> web.StreamResponse:
+        model = body["model"]
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        base = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
+
+        def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            chunk = {
+                **base,
+                "choices": [
+                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                ],
+            }
+            return f"data: {json.dumps(chunk)}\n\n".encode()
+
+        chunks = [event({"role": "assistant", "content": ""})]
+        if script.text is not None or not script.tool_calls:
+            chunks += [event({"content": p}) for p in pieces_of(script, body["messages"])]
+        for i, call in enumerate(script.tool_calls):
+            first = call.arguments[0] if call.arguments else ""
+            chunks.append(
+                event(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": i,
+                                "id": call.id or f"call_fake{i}",
+                                "type": "function",
+                                "function": {"name": call.name, "arguments": first},
+                            }
+                        ]
+                    }
+                )
+            )
+            chunks += [
+                event({"tool_calls": [{"index": i, "function": {"arguments": a}}]})
+                for a in call.arguments[1:]
+            ]
+        if script.mid_stream_error is not None:
+            chunks.append(f"data: {json.dumps(script.mid_stream_error)}\n\n".encode())
+        else:
+            reason = script.finish_reason or ("tool_calls" if script.tool_calls else "stop")
+            chunks.append(event({}, reason))
+            if (body.get("stream_options") or {}).get("include_usage"):
+                usage = {
+                    "prompt_tokens": script.usage[0],
+                    "completion_tokens": script.usage[1],
+                    "total_tokens": sum(script.usage),
+                }
+                chunks.append(
+                    f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n".encode()
+                )
+            chunks.append(b"data: [DONE]\n\n")
+        for i, chunk in enumerate(chunks):
+            if script.cut_after is not None and i >= script.cut_after:
+                self.cut(request)
+                return resp
+            if script.delay and not await self.wait_or_disconnect(request, script.delay, model):
+                return resp
+            if not await self.write_or_disconnect(resp, chunk, model):
+                return resp
+        await resp.write_eof()
+        return resp
