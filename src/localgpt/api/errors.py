@@ -85,42 +85,45 @@ _TYPE_NAMES = {
 def _param(loc: Sequence[int | str]) -> str:
     """``('messages', 0, 'user', 'content')`` -> ``messages[0].content``.
 
-    Union branches and discriminator tags that pydantic puts in the location are dropped.
+    pydantic puts union branches (``str``, ``list[...]``, model class names) and the tags of
+    discriminated unions (a message's role, a part's type) into locations: they are dropped.
     """
     out = ""
-    previous: int | str | None = None
-    for part in loc:
+    parts = list(loc)
+    for i, part in enumerate(parts):
         if isinstance(part, int):
             out += f"[{part}]"
-        elif "[" in part or part in ("str", "int", "float", "bool", "list", "dict"):
-            pass  # a union branch such as 'list[...]' or 'str'
-        elif isinstance(previous, int) and part in _TAGS:
-            pass  # the discriminator tag of a message or content part
-        elif part in ("function-after", "function-before"):
-            pass
-        else:
-            out += f".{part}" if out else part
-        previous = part
+            continue
+        if "[" in part or part[:1].isupper() or part in _BRANCHES:
+            continue
+        before = [p for p in parts[:i] if not (isinstance(p, str) and "[" in p)]
+        if before and _is_tag_position(before):
+            continue
+        out += f".{part}" if out else part
     return out
 
 
-_TAGS = frozenset(
+_BRANCHES = frozenset(
     {
-        "system",
-        "developer",
-        "user",
-        "assistant",
-        "tool",
-        "function",
-        "text",
-        "image_url",
-        "input_audio",
-        "file",
-        "refusal",
-        "json_object",
-        "json_schema",
+        "str",
+        "int",
+        "float",
+        "bool",
+        "list",
+        "dict",
+        "function-after",
+        "function-before",
+        "function-wrap",
     }
 )
+
+
+def _is_tag_position(before: list[int | str]) -> bool:
+    """True where the next location element is a discriminator tag."""
+    last = before[-1]
+    if last == "response_format":
+        return True
+    return isinstance(last, int) and len(before) >= 2 and before[-2] in ("messages", "content")
 
 
 def _describe(value: Any) -> str:

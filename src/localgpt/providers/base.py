@@ -235,3 +235,53 @@ def stream_cut_error(provider: str) -> ProviderError:
         code="upstream_stream_cut",
         retryable=True,
     )
+
+
+# --- What a provider can honour ---------------------------------------------------------------
+
+# Fields that never change an answer: every provider may ignore them.
+IGNORABLE_PARAMS = frozenset(
+    {
+        "user",
+        "metadata",
+        "store",
+        "service_tier",
+        "safety_identifier",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+    }
+)
+# A value that asks for nothing beyond the default is honoured by doing nothing.
+NEUTRAL_VALUES: dict[str, Any] = {
+    "n": 1,
+    "logprobs": False,
+    "top_logprobs": 0,
+    "presence_penalty": 0,
+    "frequency_penalty": 0,
+    "parallel_tool_calls": True,
+}
+
+
+def check_params(params: dict[str, Any], supported: frozenset[str], provider: str) -> None:
+    """Refuse, by name, the first field this provider cannot honour."""
+    for key, value in params.items():
+        if key in supported or key in IGNORABLE_PARAMS:
+            continue
+        if key in NEUTRAL_VALUES and value == NEUTRAL_VALUES[key]:
+            continue
+        raise UnsupportedParameter(
+            key, f"The '{key}' parameter is not supported by {provider} models."
+        )
+
+
+def text_of(content: Any) -> str:
+    """The text of a message's content, whether a string or a list of parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "".join(
+        part.get("text") or part.get("refusal") or ""
+        for part in content
+        if part.get("type") in ("text", "refusal")
+    )

@@ -32,7 +32,8 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
 class OpenAIProvider:
-    def __init__(self, name: str, config: ProviderConfig) -> None:
+    def __init__(self, name: str, config: ProviderConfig, max_tokens: int = 4096) -> None:
+        # max_tokens is not imposed here: OpenAI-compatible servers have their own defaults.
         self.name = name
         self.base_url = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
         headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}

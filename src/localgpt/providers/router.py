@@ -127,7 +127,9 @@ class Router:
                 raise model_not_found(name, f"provider '{name}' is not configured")
             module, cls = _MODULES[config.type]
             factory = getattr(importlib.import_module(module), cls)
-            found = self._providers[name] = factory(name, config)
+            found = self._providers[name] = factory(
+                name, config, max_tokens=self.config.agent.max_tokens
+            )
         return found
 
     def candidates(self, model: str) -> list[Route]:

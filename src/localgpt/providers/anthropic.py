@@ -1,0 +1,420 @@
+"""Anthropic's Messages API through the official ``anthropic`` SDK.
+
+Translates OpenAI-shaped requests: system and developer messages into ``system``, tool calls
+and results into ``tool_use`` and ``tool_result`` blocks, ``tool_choice``, images, stop
+sequences, JSON output into ``output_config``; and back: stop reasons, usage, and a stream
+whose ``input_json_delta`` pieces become tool-call argument deltas.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from localgpt.config import ProviderConfig
+from localgpt.providers.base import (
+    ChatRequest,
+    Choice,
+    Completion,
+    Finish,
+    ModelInfo,
+    ProviderError,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    UnsupportedParameter,
+    Usage,
+    check_params,
+    stream_cut_error,
+    text_of,
+    timeout_error,
+    unreachable_error,
+    upstream_status_error,
+)
+
+if TYPE_CHECKING:
+    import anthropic
+
+SUPPORTED = frozenset(
+    {
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "top_k",
+        "stop",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "n",
+    }
+)
+STOP_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+class AnthropicProvider:
+    def __init__(self, name: str, config: ProviderConfig, max_tokens: int = 4096) -> None:
+        import anthropic
+
+        self.name = name
+        self.max_tokens = max_tokens
+        self._sdk = anthropic
+        self._client = anthropic.AsyncAnthropic(
+            api_key=config.api_key,
+            base_url=config.base_url,
+            max_retries=0,
+            timeout=anthropic.Timeout(
+                config.timeout, connect=config.connect_timeout, read=config.read_timeout
+            ),
+            default_headers=config.headers or None,
+        )
+        self._extra_models = config.models
+
+    # --- requests -------------------------------------------------------------------
+
+    def _kwargs(self, request: ChatRequest) -> dict[str, Any]:
+        params = request.params
+        check_params(params, SUPPORTED, "Anthropic")
+        if params.get("n", 1) != 1:
+            raise UnsupportedParameter("n", "Anthropic models return one choice; n must be 1.")
+        system, messages = convert_messages(request.messages)
+        kwargs: dict[str, Any] = {
+            "model": request.model,
+            "messages": messages,
+            "max_tokens": params.get("max_completion_tokens")
+            or params.get("max_tokens")
+            or self.max_tokens,
+        }
+        if system:
+            kwargs["system"] = system
+        temperature = params.get("temperature")
+        if temperature is not None:
+            if temperature > 1:
+                raise UnsupportedParameter(
+                    "temperature", "Anthropic models take a temperature from 0 to 1."
+                )
+            kwargs["temperature"] = temperature
+        for key in ("top_p", "top_k"):
+            if key in params:
+                kwargs[key] = params[key]
+        stop = params.get("stop")
+        if stop:
+            kwargs["stop_sequences"] = [stop] if isinstance(stop, str) else stop
+        tools = params.get("tools")
+        choice = params.get("tool_choice")
+        if tools:
+            kwargs["tools"] = [convert_tool(t["function"]) for t in tools]
+            tool_choice = convert_tool_choice(choice, params.get("parallel_tool_calls"))
+            if tool_choice:
+                kwargs["tool_choice"] = tool_choice
+        elif choice not in (None, "none", "auto"):
+            raise UnsupportedParameter("tool_choice", "tool_choice needs tools.")
+        fmt = params.get("response_format")
+        if fmt and fmt["type"] != "text":
+            schema = (fmt.get("json_schema") or {}).get("schema") or {"type": "object"}
+            kwargs["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+        return kwargs
+
+    def _error(self, exc: Exception) -> ProviderError:
+        sdk = self._sdk
+        if isinstance(exc, sdk.APIStatusError):
+            body = exc.body if isinstance(exc.body, dict) else {}
+            err = body.get("error", body) if isinstance(body, dict) else {}
+            message = err.get("message") if isinstance(err, dict) else None
+            etype = err.get("type") if isinstance(err, dict) else None
+            code = None
+            if etype == "not_found_error":
+                etype, code = "invalid_request_error", "model_not_found"
+            return upstream_status_error(
+                self.name,
+                exc.status_code,
+                message or str(exc),
+                type=etype,
+                code=code,
+                retry_after=exc.response.headers.get("retry-after"),
+            )
+        if isinstance(exc, sdk.APITimeoutError):
+            return timeout_error(self.name, "no answer in time")
+        if isinstance(exc, sdk.APIConnectionError):
+            return unreachable_error(self.name, str(exc.__cause__ or exc))
+        if isinstance(exc, sdk.APIError):
+            return ProviderError(
+                f"provider {self.name} failed: {exc}", status=502, code="upstream_error"
+            )
+        return stream_cut_error(self.name)
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        kwargs = self._kwargs(request)
+        try:
+            message = await self._client.messages.create(**kwargs)
+        except Exception as exc:
+            if isinstance(exc, self._sdk.AnthropicError):
+                raise self._error(exc) from None
+            raise
+        text = "".join(b.text for b in message.content if b.type == "text")
+        calls = [
+            ToolCall(b.id, b.name, json.dumps(b.input, ensure_ascii=False))
+            for b in message.content
+            if b.type == "tool_use"
+        ]
+        reason = STOP_REASONS.get(message.stop_reason or "end_turn", "stop")
+        return Completion(
+            [
+                Choice(
+                    content=text if text or not calls else None,
+                    tool_calls=calls,
+                    finish_reason=reason,
+                )
+            ],
+            usage_of(message.usage),
+        )
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[list[StreamEvent], None]:
+        kwargs = self._kwargs(request)
+        transport_errors = _transport_errors()
+        try:
+            stream = await self._client.messages.create(**kwargs, stream=True)
+        except self._sdk.AnthropicError as exc:
+            raise self._error(exc) from None
+        try:
+            usage = Usage(0, 0)
+            tool_index: dict[int, int] = {}
+            finished = False
+            async for event in stream:
+                batch = self._events(event, tool_index)
+                if event.type == "message_start":
+                    usage = usage_of(event.message.usage)
+                elif event.type == "message_delta":
+                    usage.completion_tokens = event.usage.output_tokens
+                    if event.usage.input_tokens:
+                        usage.prompt_tokens = event.usage.input_tokens
+                elif event.type == "message_stop":
+                    batch.append(usage)
+                    finished = True
+                if batch:
+                    yield batch
+            if not finished:
+                raise stream_cut_error(self.name)
+        except self._sdk.AnthropicError as exc:
+            raise self._error(exc) from None
+        except transport_errors as exc:
+            if "Timeout" in type(exc).__name__:
+                raise timeout_error(self.name, "stream stalled") from None
+            raise stream_cut_error(self.name) from None
+        finally:
+            await stream.close()
+
+    @staticmethod
+    def _events(event: Any, tool_index: dict[int, int]) -> list[StreamEvent]:
+        kind = event.type
+        if kind == "content_block_delta":
+            delta = event.delta
+            if delta.type == "text_delta":
+                return [TextDelta(delta.text)] if delta.text else []
+            if delta.type == "input_json_delta" and event.index in tool_index:
+                piece = delta.partial_json
+                return [ToolCallDelta(tool_index[event.index], piece)] if piece else []
+            return []
+        if kind == "content_block_start":
+            block = event.content_block
+            if block.type == "tool_use":
+                index = tool_index[event.index] = len(tool_index)
+                return [ToolCallDelta(index, "", block.id, block.name)]
+            if block.type == "text" and block.text:
+                return [TextDelta(block.text)]
+            return []
+        if kind == "message_delta" and event.delta.stop_reason:
+            return [Finish(STOP_REASONS.get(event.delta.stop_reason, "stop"))]
+        return []
+
+    async def list_models(self) -> list[ModelInfo]:
+        try:
+            page = await self._client.models.list(limit=100)
+        except self._sdk.AnthropicError as exc:
+            raise self._error(exc) from None
+        found = [ModelInfo(m.id, _epoch(m.created_at)) for m in page.data]
+        return found + [ModelInfo(m) for m in self._extra_models]
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    import httpx2
+
+    return (httpx2.TransportError,)
+
+
+def _epoch(value: datetime | None) -> int | None:
+    return int(value.timestamp()) if value is not None else None
+
+
+def usage_of(usage: anthropic.types.Usage | Any) -> Usage:
+    cached = getattr(usage, "cache_read_input_tokens", None) or 0
+    created = getattr(usage, "cache_creation_input_tokens", None) or 0
+    return Usage(
+        (usage.input_tokens or 0) + cached + created,
+        usage.output_tokens or 0,
+        cached if cached else None,
+    )
+
+
+# --- translation, OpenAI -> Anthropic -------------------------------------------------------
+
+
+def convert_tool(fn: dict[str, Any]) -> dict[str, Any]:
+    tool: dict[str, Any] = {
+        "name": fn["name"],
+        "input_schema": fn.get("parameters") or {"type": "object", "properties": {}},
+    }
+    if fn.get("description"):
+        tool["description"] = fn["description"]
+    if fn.get("strict"):
+        tool["strict"] = True
+    return tool
+
+
+def convert_tool_choice(choice: Any, parallel: bool | None) -> dict[str, Any] | None:
+    if choice is None or choice == "auto":
+        out: dict[str, Any] = {"type": "auto"}
+    elif choice == "none":
+        return {"type": "none"}
+    elif choice == "required":
+        out = {"type": "any"}
+    else:
+        out = {"type": "tool", "name": choice["function"]["name"]}
+    if parallel is False:
+        out["disable_parallel_tool_use"] = True
+    elif choice is None:
+        return None
+    return out
+
+
+def _image(url: str, where: str) -> dict[str, Any]:
+    if url.startswith("data:"):
+        header, _, data = url.partition(",")
+        media_type = header[5:].split(";")[0]
+        if ";base64" not in header or not media_type.startswith("image/"):
+            raise UnsupportedParameter(where, "Image data URLs must be base64-encoded images.")
+        return {
+            "type": "image",
+            "source": {"type": "base64", "media_type": media_type, "data": data},
+        }
+    return {"type": "image", "source": {"type": "url", "url": url}}
+
+
+def _document(file: dict[str, Any], where: str) -> dict[str, Any]:
+    data = file.get("file_data") or ""
+    header, _, payload = data.partition(",")
+    if not header.startswith("data:application/pdf;base64"):
+        raise UnsupportedParameter(
+            where, "Anthropic models take files as base64 PDF data URLs in 'file_data'."
+        )
+    return {
+        "type": "document",
+        "source": {"type": "base64", "media_type": "application/pdf", "data": payload},
+    }
+
+
+def _user_blocks(content: Any, i: int) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    blocks: list[dict[str, Any]] = []
+    for j, part in enumerate(content):
+        where = f"messages[{i}].content[{j}]"
+        kind = part["type"]
+        if kind == "text":
+            blocks.append({"type": "text", "text": part["text"]})
+        elif kind == "image_url":
+            blocks.append(_image(part["image_url"]["url"], where))
+        elif kind == "file":
+            blocks.append(_document(part["file"], where))
+        else:
+            raise UnsupportedParameter(where, f"Anthropic models do not take '{kind}' content.")
+    return blocks
+
+
+def convert_messages(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """OpenAI messages -> (system text, Anthropic messages), merging same-role neighbours."""
+    system: list[str] = []
+    out: list[dict[str, Any]] = []
+
+    def add(role: str, blocks: list[dict[str, Any]]) -> None:
+        if not blocks:
+            return
+        if out and out[-1]["role"] == role:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": role, "content": blocks})
+
+    for i, message in enumerate(messages):
+        role = message["role"]
+        if message.get("name") and role != "function":
+            raise UnsupportedParameter(
+                f"messages[{i}].name", "Anthropic models do not take participant names."
+            )
+        if role in ("system", "developer"):
+            text = text_of(message["content"])
+            if text:
+                system.append(text)
+        elif role == "user":
+            add("user", _user_blocks(message["content"], i))
+        elif role == "assistant":
+            blocks: list[dict[str, Any]] = []
+            text = text_of(message.get("content"))
+            if text:
+                blocks.append({"type": "text", "text": text})
+            for j, call in enumerate(message.get("tool_calls") or ()):
+                blocks.append(
+                    {
+                        "type": "tool_use",
+                        "id": call["id"],
+                        "name": call["function"]["name"],
+                        "input": parse_arguments(
+                            call["function"]["arguments"],
+                            f"messages[{i}].tool_calls[{j}].function.arguments",
+                        ),
+                    }
+                )
+            add("assistant", blocks)
+        elif role == "tool":
+            add(
+                "user",
+                [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": message["tool_call_id"],
+                        "content": text_of(message["content"]),
+                    }
+                ],
+            )
+        else:
+            raise UnsupportedParameter(
+                f"messages[{i}].role",
+                "The deprecated 'function' role is not supported; use tool messages.",
+            )
+    return "\n\n".join(system), out
+
+
+def parse_arguments(arguments: str, where: str) -> Any:
+    if not arguments.strip():
+        return {}
+    try:
+        value = json.loads(arguments)
+    except json.JSONDecodeError:
+        raise UnsupportedParameter(where, "Tool call arguments must be a JSON object.") from None
+    if not isinstance(value, dict):
+        raise UnsupportedParameter(where, "Tool call arguments must be a JSON object.")
+    return value

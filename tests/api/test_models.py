@@ -1,0 +1,93 @@
+"""GET /v1/models and /v1/models/{id}: configured ids, aliases, upstream listings, no failures."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+import openai
+
+from tests.conftest import Server, free_port
+from tests.fakes.openai_fake import FakeOpenAI
+from tests.helpers import error_of
+
+
+def test_list_shape_and_content(servers: Callable[[str], Server], fake_openai: FakeOpenAI) -> None:
+    fake_openai.models = ["fake-model", "other-model"]
+    dead = free_port()
+    server = servers(f"""
+[agent]
+default_model = "openai/fake-model"
+fallback_models = ["openai/other-model", "openai/fake-model"]
+[agent.aliases]
+fast = "openai/other-model"
+[providers.openai]
+base_url = "{fake_openai.url}/v1"
+models = ["extra-listed"]
+[providers.down]
+type = "openai"
+base_url = "http://127.0.0.1:{dead}/v1"
+models = ["configured-only"]
+""")
+    resp = httpx.get(f"{server.url}/v1/models", timeout=30)
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["object"] == "list"
+    ids = [m["id"] for m in body["data"]]
+    assert len(ids) == len(set(ids)), "duplicates"
+    assert ids[0] == "openai/fake-model"  # the default model first
+    for expected in (
+        "openai/other-model",
+        "fast",
+        "gpt",
+        "gpt-mini",
+        "openai/extra-listed",
+        "down/configured-only",
+    ):
+        assert expected in ids
+    assert "opus" not in ids and "sonnet" not in ids  # anthropic is not configured
+    for model in body["data"]:
+        assert set(model) == {"id", "object", "created", "owned_by"}
+        assert model["object"] == "model"
+        assert 1_600_000_000 < model["created"] <= time.time() + 1
+    by_id = {m["id"]: m for m in body["data"]}
+    assert by_id["openai/fake-model"]["created"] == 1700000000  # the upstream's own date
+    assert by_id["fast"]["owned_by"] == "openai"
+
+
+def test_retrieve_ids_with_slashes_and_404(gateway: Server) -> None:
+    client = openai.OpenAI(base_url=gateway.base_url, api_key="x", max_retries=0)
+    model = client.models.retrieve("openai/fake-model")
+    assert model.id == "openai/fake-model" and model.object == "model"
+    resp = httpx.get(f"{gateway.url}/v1/models/openai/no-such-model", timeout=10)
+    assert resp.status_code == 404
+    assert error_of(resp)["code"] == "model_not_found"
+
+
+def test_listing_is_cached(gateway: Server, openai_upstream: FakeOpenAI) -> None:
+    httpx.get(f"{gateway.url}/v1/models", timeout=10)
+    calls = len([r for r in openai_upstream.requests if r.path == "/v1/models"])
+    for _ in range(3):
+        httpx.get(f"{gateway.url}/v1/models", timeout=10)
+    assert len([r for r in openai_upstream.requests if r.path == "/v1/models"]) == calls
+
+
+def test_a_provider_down_does_not_fail_or_slow_the_list(
+    servers: Callable[[str], Server], fake_openai: FakeOpenAI
+) -> None:
+    server = servers(f"""
+[agent]
+default_model = "down/x"
+[providers.down]
+type = "openai"
+base_url = "http://127.0.0.1:{free_port()}/v1"
+[providers.up]
+type = "openai"
+base_url = "{fake_openai.url}/v1"
+""")
+    start = time.monotonic()
+    resp = httpx.get(f"{server.url}/v1/models", timeout=30)
+    assert resp.status_code == 200 and time.monotonic() - start < 5
+    ids = [m["id"] for m in resp.json()["data"]]
+    assert "down/x" in ids and "up/fake-model" in ids

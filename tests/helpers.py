@@ -1,0 +1,46 @@
+"""Helpers for reading raw HTTP answers in tests."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+
+def sse_data(raw: str) -> list[str]:
+    """The ``data:`` payloads of an SSE body, checking that every event is well formed."""
+    assert raw.endswith("\n\n"), f"stream does not end with a blank line: {raw[-80:]!r}"
+    events = raw[:-2].split("\n\n")
+    out = []
+    for event in events:
+        assert event.startswith("data: "), f"not a data event: {event!r}"
+        assert "\n" not in event, f"multi-line event: {event!r}"
+        out.append(event[len("data: ") :])
+    return out
+
+
+def stream_chunks(raw: str) -> list[dict[str, Any]]:
+    data = sse_data(raw)
+    assert data[-1] == "[DONE]", f"stream does not end with [DONE]: {data[-1]!r}"
+    return [json.loads(d) for d in data[:-1]]
+
+
+def post_chat(url: str, body: dict[str, Any], **kwargs: Any) -> httpx.Response:
+    return httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30, **kwargs)
+
+
+def error_of(resp: httpx.Response) -> dict[str, Any]:
+    """The OpenAI error object of a response, checking its shape."""
+    body = resp.json()
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert set(error) == {"message", "type", "param", "code"}, error
+    assert isinstance(error["message"], str) and error["message"]
+    assert isinstance(error["type"], str)
+    assert error["code"] is None or isinstance(error["code"], str)
+    return dict(error)
+
+
+def user(text: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": text}]
