@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.fakes.anthropic_fake import FakeAnthropic
+from tests.fakes.ollama_fake import FakeOllama
 from tests.fakes.openai_fake import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +114,32 @@ def fake_openai() -> Iterator[FakeOpenAI]:
 def openai_upstream(fake_openai: FakeOpenAI) -> FakeOpenAI:
     fake_openai.reset()
     return fake_openai
+
+
+@pytest.fixture(scope="session")
+def fake_anthropic() -> Iterator[FakeAnthropic]:
+    fake = FakeAnthropic().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def anthropic_upstream(fake_anthropic: FakeAnthropic) -> FakeAnthropic:
+    fake_anthropic.reset()
+    return fake_anthropic
+
+
+@pytest.fixture(scope="session")
+def fake_ollama() -> Iterator[FakeOllama]:
+    fake = FakeOllama().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def ollama_upstream(fake_ollama: FakeOllama) -> FakeOllama:
+    fake_ollama.reset()
+    return fake_ollama
 
 
 @pytest.fixture(scope="session")

@@ -102,6 +102,9 @@ class ProviderConfig(_Section):
     read_timeout: float = Field(300.0, gt=0)
     # Longest a whole request may take.
     timeout: float = Field(600.0, gt=0)
+    # anthropic: the API version to ask for. Since 2026-10-21 Anthropic refuses temperature,
+    # top_p and top_k; "2023-06-01" brings them back on models that still support them.
+    api_version: str | None = None
     # Extra HTTP headers sent with every request (e.g. OpenRouter's ``HTTP-Referer``).
     headers: dict[str, str] = {}
     # local: a GGUF file and the runtime's knobs.

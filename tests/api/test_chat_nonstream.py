@@ -170,4 +170,4 @@ def test_upstream_api_key_is_sent_not_the_clients(
     client: openai.OpenAI, openai_upstream: FakeOpenAI
 ) -> None:
     client.chat.completions.create(model="openai/fake-model", messages=user("x"))
-    assert openai_upstream.requests[-1].headers["Authorization"] == "Bearer sk-test-upstream"
+    assert openai_upstream.requests[-1].headers["authorization"] == "Bearer sk-test-upstream"

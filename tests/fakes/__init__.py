@@ -138,7 +138,9 @@ class FakeServer:
 
     async def record(self, request: web.Request) -> Any:
         body = await request.json() if request.can_read_body else None
-        self.requests.append(Received(request.path, body, dict(request.headers)))
+        self.requests.append(
+            Received(request.path, body, {k.lower(): v for k, v in request.headers.items()})
+        )
         return body
 
     async def wait_or_disconnect(self, request: web.Request, seconds: float, model: str) -> bool:

@@ -6,11 +6,12 @@ it passes requests through untouched. Memory, tools and workspace context extend
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from localgpt.agent.prompt import system_prompt
 from localgpt.config import Config
-from localgpt.providers.base import ChatRequest, Completion
+from localgpt.providers.base import ChatRequest, Completion, ProviderError
 from localgpt.providers.router import EventBatches, Route, Router
 
 
@@ -27,14 +28,31 @@ class Agent:
             return messages
         return [self._system, *messages]
 
+    def _client_view(self, exc: ProviderError) -> ProviderError:
+        """Point a ``messages[i]`` parameter at the client's message, not the shifted one."""
+        added = 0 if self.gateway else 1
+        match = _MESSAGE_PARAM.match(exc.param or "")
+        if added and match:
+            exc.param = f"messages[{int(match.group(1)) - added}]{match.group(2)}"
+        return exc
+
     async def complete(
         self, model: str, messages: list[dict[str, Any]], params: dict[str, Any]
     ) -> tuple[Route, Completion]:
         request = ChatRequest(model, self.prepare(messages), params)
-        return await self.router.complete(model, request)
+        try:
+            return await self.router.complete(model, request)
+        except ProviderError as exc:
+            raise self._client_view(exc) from None
 
     async def open_stream(
         self, model: str, messages: list[dict[str, Any]], params: dict[str, Any]
     ) -> tuple[Route, EventBatches]:
         request = ChatRequest(model, self.prepare(messages), params)
-        return await self.router.open_stream(model, request)
+        try:
+            return await self.router.open_stream(model, request)
+        except ProviderError as exc:
+            raise self._client_view(exc) from None
+
+
+_MESSAGE_PARAM = re.compile(r"messages\[(\d+)\](.*)")

@@ -9,6 +9,7 @@ whose ``input_json_delta`` pieces become tool-call argument deltas.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncGenerator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -71,6 +72,16 @@ class AnthropicProvider:
         self.name = name
         self.max_tokens = max_tokens
         self._sdk = anthropic
+        # API version 2026-10-21 (the SDK's default) has no sampling parameters; an older
+        # version configured by the user brings them back, sent as extra body fields.
+        self._sampling = config.api_version is not None and config.api_version < "2026-10-21"
+        headers: dict[str, Any] = dict(config.headers)
+        key = config.api_key or os.environ.get("ANTHROPIC_API_KEY")
+        if not key:
+            # A local Anthropic-compatible server may need no key; the real one answers 401.
+            headers["Authorization"] = anthropic.omit
+        if config.api_version:
+            headers["anthropic-version"] = config.api_version
         self._client = anthropic.AsyncAnthropic(
             api_key=config.api_key,
             base_url=config.base_url,
@@ -78,7 +89,7 @@ class AnthropicProvider:
             timeout=anthropic.Timeout(
                 config.timeout, connect=config.connect_timeout, read=config.read_timeout
             ),
-            default_headers=config.headers or None,
+            default_headers=headers or None,
         )
         self._extra_models = config.models
 
@@ -99,16 +110,25 @@ class AnthropicProvider:
         }
         if system:
             kwargs["system"] = system
-        temperature = params.get("temperature")
-        if temperature is not None:
-            if temperature > 1:
+        sampling = {k: params[k] for k in ("temperature", "top_p", "top_k") if k in params}
+        if sampling.get("temperature") == 1 and not self._sampling:
+            del sampling["temperature"]  # Anthropic's own default: honoured by sending nothing
+        if sampling:
+            key = next(iter(sampling))
+            if not self._sampling:
+                raise UnsupportedParameter(
+                    key,
+                    (
+                        f"Anthropic's API (version 2026-10-21) does not accept '{key}'. Leave it "
+                        'out, or set api_version = "2023-06-01" in [providers.'
+                        f"{self.name}] for models that still support sampling parameters."
+                    ),
+                )
+            if sampling.get("temperature", 0) > 1:
                 raise UnsupportedParameter(
                     "temperature", "Anthropic models take a temperature from 0 to 1."
                 )
-            kwargs["temperature"] = temperature
-        for key in ("top_p", "top_k"):
-            if key in params:
-                kwargs[key] = params[key]
+            kwargs["extra_body"] = sampling
         stop = params.get("stop")
         if stop:
             kwargs["stop_sequences"] = [stop] if isinstance(stop, str) else stop

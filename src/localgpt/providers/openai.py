@@ -6,6 +6,7 @@ into provider events so that every provider's stream leaves the API in the same 
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -36,7 +37,10 @@ class OpenAIProvider:
         # max_tokens is not imposed here: OpenAI-compatible servers have their own defaults.
         self.name = name
         self.base_url = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
-        headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+        key = config.api_key
+        if key is None and self.base_url == DEFAULT_BASE_URL:
+            key = os.environ.get("OPENAI_API_KEY")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.http = HTTPClient(name, config, headers)
         self._chat_url = f"{self.base_url}/chat/completions"
         self._extra_models = config.models

@@ -1,0 +1,68 @@
+"""The command line: ask streams an answer, models lists, errors are one clear line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import gateway_config, isolated_env
+from tests.fakes import Script
+from tests.fakes.openai_fake import FakeOpenAI
+
+
+def run(home: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "localgpt", *args],
+        capture_output=True,
+        text=True,
+        env=isolated_env(home),
+        timeout=60,
+        input=stdin,
+    )
+
+
+def write_config(home: Path, url: str) -> Path:
+    path = home / "config.toml"
+    path.write_text(gateway_config(url, gateway=False))
+    return path
+
+
+def test_ask_streams_the_answer(tmp_path: Path, openai_upstream: FakeOpenAI) -> None:
+    config = write_config(tmp_path, openai_upstream.url)
+    done = run(tmp_path, "ask", "--config", str(config), "what is up")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "You said: what is up\n"
+    assert openai_upstream.last_body()["stream"] is True
+    assert openai_upstream.last_body()["messages"][0]["content"].startswith("You are LocalGPT")
+    done = run(tmp_path, "ask", "--config", str(config), "-", stdin="from stdin")
+    assert done.stdout == "You said: from stdin\n"
+
+
+def test_ask_reports_provider_errors(tmp_path: Path, openai_upstream: FakeOpenAI) -> None:
+    openai_upstream.script(
+        "fake-model",
+        Script(
+            status=401,
+            error={
+                "error": {
+                    "message": "Incorrect API key provided",
+                    "type": "invalid_request_error",
+                    "code": "invalid_api_key",
+                }
+            },
+        ),
+    )
+    config = write_config(tmp_path, openai_upstream.url)
+    done = run(tmp_path, "ask", "--config", str(config), "hi")
+    assert done.returncode == 1
+    assert "Incorrect API key provided" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_models_json(tmp_path: Path, openai_upstream: FakeOpenAI) -> None:
+    config = write_config(tmp_path, openai_upstream.url)
+    done = run(tmp_path, "models", "--config", str(config), "--json")
+    assert done.returncode == 0, done.stderr
+    ids = [m["id"] for m in json.loads(done.stdout)]
+    assert ids[0] == "openai/fake-model" and "gpt" in ids

@@ -1,0 +1,157 @@
+"""Configuration: upstream-compatible keys, ${ENV} expansion, XDG paths, clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from localgpt.config import (
+    Config,
+    ConfigError,
+    Paths,
+    default_config_path,
+    effective_dict,
+    load_config,
+    parse_config,
+)
+from tests.conftest import isolated_env
+
+
+def test_defaults_match_upstream() -> None:
+    config = Config()
+    assert config.agent.context_window == 128000 and config.agent.reserve_tokens == 8000
+    assert config.agent.max_tokens == 4096 and config.agent.max_tool_repeats == 3
+    assert config.server.port == 31327 and config.server.bind == "127.0.0.1"
+    assert config.server.max_request_body == 10 * 1024 * 1024
+    assert config.memory.chunk_size == 400 and config.memory.chunk_overlap == 80
+    assert config.tools.web_fetch_max_bytes == 10000 and config.tools.shell is False
+    assert config.server.rate_limit.enabled is False  # unlike upstream: one local user
+
+
+def test_env_expansion(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MY_KEY", "sk-123")
+    config = parse_config(
+        {"providers": {"openai": {"api_key": "${MY_KEY}", "base_url": "${MY_BASE:-http://x/v1}"}}}
+    )
+    provider = config.providers["openai"]
+    assert provider.api_key == "sk-123" and provider.base_url == "http://x/v1"
+    assert provider.type == "openai"
+
+
+def test_missing_env_var_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOPE_KEY", raising=False)
+    with pytest.raises(ConfigError, match=r"providers\.openai\.api_key: .*NOPE_KEY"):
+        parse_config({"providers": {"openai": {"api_key": "${NOPE_KEY}"}}})
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"server": {"port": "eighty"}}, "server.port"),
+        ({"server": {"port": 70000}}, "server.port"),
+        ({"agent": {"fallback_models": "gpt"}}, "agent.fallback_models"),
+        ({"providers": {"mine": {"base_url": "http://x"}}}, "providers.mine"),
+        ({"providers": {"mine": {"type": "grpc"}}}, "providers.mine.type"),
+        ({"providers": {"openai": {"timeout": -1}}}, "providers.openai.timeout"),
+        ({"memory": {"embedding_provider": "cloud"}}, "memory.embedding_provider"),
+    ],
+)
+def test_invalid_values_name_the_key(data: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    assert key in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_keys_warn(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[server]\nprot = 1\n[channels]\nx = 1\n[providers.openai]\napi_kye = 'a'\n")
+    _, warnings = load_config(path)
+    joined = " ".join(warnings)
+    assert "server.prot" in joined and "channels" in joined
+    assert "providers.openai.api_kye" in joined
+
+
+def test_custom_provider_names(tmp_path: Path) -> None:
+    config = parse_config(
+        {
+            "providers": {
+                "vllm": {"type": "openai", "base_url": "http://a/v1"},
+                "lmstudio": {"type": "openai", "base_url": "http://b/v1"},
+            }
+        }
+    )
+    assert {p.type for p in config.providers.values()} == {"openai"}
+
+
+def test_xdg_paths_follow_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for var in (
+        "XDG_CONFIG_HOME",
+        "XDG_DATA_HOME",
+        "XDG_CACHE_HOME",
+        "XDG_STATE_HOME",
+        "LOCALGPT_CONFIG",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    paths = Paths.from_env()
+    assert paths.config_file == tmp_path / "home/.config/localgpt/config.toml"
+    assert paths.cache_dir == tmp_path / "home/.cache/localgpt"
+    assert paths.state_dir == tmp_path / "home/.local/state/localgpt"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert Paths.from_env().cache_dir == tmp_path / "cache/localgpt"
+    monkeypatch.setenv("LOCALGPT_CONFIG", str(tmp_path / "elsewhere.toml"))
+    assert default_config_path() == tmp_path / "elsewhere.toml"
+    with pytest.raises(ConfigError, match="not found"):
+        load_config()  # an explicitly named file must exist
+
+
+def test_secrets_are_masked() -> None:
+    config = parse_config(
+        {
+            "providers": {"openai": {"api_key": "sk-abcdefghijklmnop"}},
+            "server": {"auth_token": "tok-1234567890abc"},
+        }
+    )
+    shown = effective_dict(config)
+    assert shown["providers"]["openai"]["api_key"] == "sk-****mnop"
+    assert shown["server"]["auth_token"] == "tok****0abc"
+
+
+def run_cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "localgpt", *args],
+        capture_output=True,
+        text=True,
+        env=isolated_env(home),
+        timeout=60,
+    )
+
+
+def test_cli_config_init_then_show(tmp_path: Path) -> None:
+    done = run_cli("config", "init", home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    written = tmp_path / "config/localgpt/config.toml"
+    assert written.stat().st_mode & 0o777 == 0o600
+    # The commented template parses to exactly the defaults.
+    assert parse_config(tomllib.loads(written.read_text())) == Config()
+    assert run_cli("config", "init", home=tmp_path).returncode != 0  # no silent overwrite
+    written.write_text('[providers.openai]\napi_key = "sk-secret-value-123"\n')
+    shown = run_cli("config", "show", home=tmp_path)
+    assert shown.returncode == 0 and "sk-secret-value-123" not in shown.stdout
+    assert tomllib.loads(shown.stdout)["providers"]["openai"]["api_key"] == "sk-****-123"
+
+
+def test_cli_invalid_config_is_one_clear_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server]\nport = 'x'\n")
+    done = run_cli("serve", "--config", str(bad), home=tmp_path)
+    assert done.returncode == 2
+    assert "server.port" in done.stderr and "Traceback" not in done.stderr
+    bad.write_text("[server\n")
+    done = run_cli("config", "show", "--config", str(bad), home=tmp_path)
+    assert done.returncode == 2 and "invalid TOML" in done.stderr
