@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,6 +23,10 @@ def create_app(config: Config) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = AppState.build(config)
         app.state.localgpt = state
+        # Everything loaded so far lives as long as the server: keep it out of the garbage
+        # collector's scans, which otherwise add milliseconds to the tail of request latency.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

@@ -1,0 +1,37 @@
+"""``make bench``: every benchmark section, printed as tables and saved to .bench/results.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import gateway
+
+SECTIONS = ("gateway",)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds per scenario")
+    parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM comparison")
+    args = parser.parse_args()
+    results: dict[str, object] = {}
+    for section in args.only.split(","):
+        if section == "gateway":
+            print(
+                "== gateway: localgpt (gateway mode) vs. upstream direct vs. LiteLLM ==", flush=True
+            )
+            results["gateway"] = gateway.run(args.duration, not args.no_litellm)
+            print(gateway.table(results["gateway"]), flush=True)  # type: ignore[arg-type]
+    out = gateway.WORK / "results.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nsaved {out}")
+
+
+if __name__ == "__main__":
+    main()
