@@ -182,3 +182,25 @@ def gateway(servers: Callable[[str], Server], openai_upstream: FakeOpenAI) -> Se
 def assistant(servers: Callable[[str], Server], openai_upstream: FakeOpenAI) -> Server:
     """A server with the assistant layer on, in front of the fake OpenAI upstream."""
     return servers(gateway_config(openai_upstream.url, gateway=False))
+
+
+SMOLLM = "local/smollm2-135m-instruct"
+
+
+def local_config(model: str = SMOLLM, *, gateway: bool = False, extra: str = "") -> str:
+    """A server on the embedded model; one thread, so tests do not starve each other."""
+    return f"""
+[agent]
+default_model = "{model}"
+gateway_mode = {"true" if gateway else "false"}
+[providers.local]
+threads = 1
+context_size = 4096
+{extra}
+"""
+
+
+@pytest.fixture
+def local(servers: Callable[[str], Server]) -> Server:
+    """A server in front of SmolLM2-135M: fast, for tests of plumbing, not of answers."""
+    return servers(local_config())

@@ -22,6 +22,11 @@ ProviderType = Literal["openai", "anthropic", "ollama", "local"]
 DEFAULT_LOCAL_MODEL = "qwen2.5-coder-1.5b-instruct"
 
 
+def local_model_name(model_path: str) -> str:
+    """The id a configured GGUF file is served under: its file name without ``.gguf``."""
+    return Path(model_path).name.removesuffix(".gguf")
+
+
 class ConfigError(Exception):
     """A config problem, worded for the user: it names the file and the key."""
 
@@ -74,7 +79,8 @@ class _Section(BaseModel):
 
 
 class AgentConfig(_Section):
-    default_model: str = f"local/{DEFAULT_LOCAL_MODEL}"
+    # None: the embedded model ([providers.local] model_path, else the bundled Qwen).
+    default_model: str | None = None
     context_window: int = Field(128_000, gt=0)
     reserve_tokens: int = Field(8_000, ge=0)
     max_tokens: int = Field(4096, gt=0)
@@ -109,6 +115,7 @@ class ProviderConfig(_Section):
     headers: dict[str, str] = {}
     # local: a GGUF file and the runtime's knobs.
     model_path: str | None = None
+    model_sha256: str | None = None  # if set, a configured GGUF must match it to be loaded
     threads: int = Field(0, ge=0)  # 0: the machine's cores
     context_size: int = Field(8192, gt=0)
     parallel: int = Field(1, gt=0)
@@ -198,6 +205,15 @@ class Config(_Section):
         if found is None and name == "local":
             return ProviderConfig(type="local")
         return found
+
+    @property
+    def default_model(self) -> str:
+        if self.agent.default_model:
+            return self.agent.default_model
+        local = self.providers.get("local")
+        if local is not None and local.model_path:
+            return f"local/{local_model_name(local.model_path)}"
+        return f"local/{DEFAULT_LOCAL_MODEL}"
 
     @property
     def workspace(self) -> Path:

@@ -311,6 +311,8 @@ def test_sampling_parameters_with_an_older_api_version(
     servers: Callable[[str], Server], anthropic_upstream: FakeAnthropic
 ) -> None:
     server = servers(f"""
+[agent]
+default_model = "old/claude-fake-1"
 [providers.old]
 type = "anthropic"
 base_url = "{anthropic_upstream.url}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,9 +28,11 @@ def create_app(config: Config) -> FastAPI:
         # collector's scans, which otherwise add milliseconds to the tail of request latency.
         gc.collect()
         gc.freeze()
+        warm_up = asyncio.create_task(state.router.warm_up())
         try:
             yield
         finally:
+            warm_up.cancel()
             await state.aclose()
 
     app = FastAPI(

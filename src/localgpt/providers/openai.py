@@ -15,19 +15,14 @@ import orjson
 from localgpt.config import ProviderConfig
 from localgpt.providers.base import (
     ChatRequest,
-    Choice,
     Completion,
-    Finish,
     ModelInfo,
     ProviderError,
     StreamEvent,
-    TextDelta,
-    ToolCall,
-    ToolCallDelta,
-    Usage,
     stream_cut_error,
 )
 from localgpt.providers.http import HTTPClient, SSEParser, drain, iter_lines
+from localgpt.providers.openai_format import parse_chunk, parse_completion
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -117,71 +112,3 @@ class OpenAIProvider:
 
     async def aclose(self) -> None:
         await self.http.aclose()
-
-
-def parse_usage(data: Any) -> Usage | None:
-    if not isinstance(data, dict):
-        return None
-    details = data.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    return Usage(
-        int(data.get("prompt_tokens") or 0), int(data.get("completion_tokens") or 0), cached
-    )
-
-
-def parse_completion(data: dict[str, Any]) -> Completion:
-    choices = []
-    for i, raw in enumerate(data["choices"]):
-        message = raw.get("message") or {}
-        calls = [
-            ToolCall(
-                tc.get("id") or f"call_{i}_{j}",
-                tc["function"]["name"],
-                _arguments(tc["function"].get("arguments")),
-            )
-            for j, tc in enumerate(message.get("tool_calls") or [])
-        ]
-        reason = raw.get("finish_reason") or ("tool_calls" if calls else "stop")
-        choices.append(
-            Choice(
-                content=message.get("content"),
-                tool_calls=calls,
-                finish_reason=reason,
-                logprobs=raw.get("logprobs"),
-                index=raw.get("index", i),
-            )
-        )
-    return Completion(choices, parse_usage(data.get("usage")))
-
-
-def _arguments(value: Any) -> str:
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else orjson.dumps(value).decode()
-
-
-def parse_chunk(chunk: dict[str, Any]) -> list[StreamEvent]:
-    events: list[StreamEvent] = []
-    for raw in chunk.get("choices") or ():
-        index = raw.get("index", 0)
-        delta = raw.get("delta") or {}
-        text = delta.get("content")
-        if text:
-            events.append(TextDelta(text, index, raw.get("logprobs")))
-        for tc in delta.get("tool_calls") or ():
-            fn = tc.get("function") or {}
-            events.append(
-                ToolCallDelta(
-                    tc.get("index", 0),
-                    _arguments(fn.get("arguments")),
-                    tc.get("id"),
-                    fn.get("name"),
-                    index,
-                )
-            )
-        if raw.get("finish_reason"):
-            events.append(Finish(raw["finish_reason"], index))
-    usage = parse_usage(chunk.get("usage"))
-    if usage is not None:
-        events.append(usage)
-    return events

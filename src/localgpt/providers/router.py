@@ -204,6 +204,19 @@ class Router:
                 raise
         raise _exhausted(errors)
 
+    async def warm_up(self) -> None:
+        """Load the embedded models the configuration will use, so no request waits for it."""
+        models = [self.config.default_model, *self.config.agent.fallback_models]
+        for model in dict.fromkeys(models):
+            try:
+                route = self.resolve(model)
+                provider = self.provider(route.provider)
+            except ProviderError:
+                continue
+            warm_up = getattr(provider, "warm_up", None)
+            if warm_up is not None:
+                await warm_up(route.model)
+
     async def list_models(self, name: str) -> list[ModelInfo]:
         return await self.provider(name).list_models()
 

@@ -1,0 +1,475 @@
+"""The embedded model: a GGUF file run in-process by llama.cpp through ``xllamacpp``.
+
+llama.cpp's own HTTP listener, which the runtime always opens, is bound to a unix socket in a
+private (0700) folder and needs a random key: nothing else on the machine can reach it. Each
+generation runs in a worker thread; tokens reach the event loop through a queue, and a client
+that disconnects stops its generation at the next token. ``parallel`` requests run at once,
+the rest wait in asyncio, where cancelling them costs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import shutil
+import tempfile
+import threading
+from collections.abc import AsyncGenerator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from localgpt.config import ProviderConfig, local_model_name
+from localgpt.providers import local_tools
+from localgpt.providers.base import (
+    ChatRequest,
+    Choice,
+    Completion,
+    Finish,
+    ModelInfo,
+    ProviderError,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    UnsupportedParameter,
+    Usage,
+    check_params,
+)
+from localgpt.providers.local_models import (
+    PACKAGED,
+    ModelError,
+    PackagedModel,
+    prepare,
+    sha256_of,
+)
+from localgpt.providers.openai_format import parse_chunk
+
+log = logging.getLogger("localgpt.providers.local")
+
+SUPPORTED = frozenset(
+    {
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "top_k",
+        "min_p",
+        "repeat_penalty",
+        "presence_penalty",
+        "frequency_penalty",
+        "stop",
+        "seed",
+        "logprobs",
+        "top_logprobs",
+        "response_format",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "logit_bias",
+        "n",
+    }
+)
+# Passed to llama.cpp as they are.
+PASSTHROUGH = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "repeat_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+    "stop",
+    "seed",
+    "logprobs",
+    "top_logprobs",
+    "response_format",
+    "logit_bias",
+)
+_DONE = object()
+
+
+def _xllamacpp() -> Any:
+    import xllamacpp
+
+    return xllamacpp
+
+
+class Engine:
+    """One loaded model. Thread-safe calls into llama.cpp, driven from asyncio."""
+
+    def __init__(self, name: str, path: Path, config: ProviderConfig) -> None:
+        xlc = _xllamacpp()
+        self.name = name
+        self.parallel = config.parallel
+        threads = config.threads or os.cpu_count() or 1
+        self._socket_dir = tempfile.mkdtemp(prefix="localgpt-llama-")  # mode 0700
+        params = xlc.CommonParams()
+        params.model.path = str(path)
+        params.n_ctx = config.context_size * config.parallel
+        params.n_parallel = config.parallel
+        params.cpuparams.n_threads = threads
+        params.cpuparams_batch.n_threads = threads
+        params.use_jinja = True
+        params.verbosity = 1  # errors only: llama.cpp writes straight to stderr
+        params.cache_ram_mib = 1024
+        # The runtime always opens llama.cpp's HTTP server: keep it off the network.
+        params.hostnames = [os.path.join(self._socket_dir, "llama.sock")]
+        params.api_keys = [secrets.token_hex(16)]
+        params.endpoint_slots = False
+        try:
+            self._server = xlc.Server(params)
+        except RuntimeError as exc:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            raise ModelError(f"local model {name} could not be loaded from {path}: {exc}") from None
+        self._executor = ThreadPoolExecutor(self.parallel, thread_name_prefix=f"llama-{name}")
+        self._slots: asyncio.Semaphore | None = None
+
+    async def run(
+        self, method: str, request: dict[str, Any]
+    ) -> AsyncGenerator[list[dict[str, Any]], None]:
+        """Stream the runtime's chunks for one request, in batches of what is ready."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.parallel)
+        slots = self._slots
+        await slots.acquire()
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        stop = threading.Event()
+        handler: Callable[..., Any] = getattr(self._server, method)
+
+        produced = 0
+
+        def on_chunk(chunk: dict[str, Any]) -> bool:
+            nonlocal produced
+            if stop.is_set():
+                return True  # tells llama.cpp to stop generating
+            produced += 1
+            loop.call_soon_threadsafe(queue.put_nowait, chunk)
+            return False
+
+        def work() -> None:
+            try:
+                handler(request, on_chunk)
+            except (ValueError, RuntimeError) as exc:
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+
+        future = loop.run_in_executor(self._executor, work)
+        future.add_done_callback(lambda _f: slots.release())
+        completed = False
+        try:
+            while True:
+                item = await queue.get()
+                batch: list[dict[str, Any]] = []
+                while True:
+                    if item is _DONE:
+                        completed = True
+                        if batch:
+                            yield batch
+                        return
+                    if isinstance(item, Exception):
+                        raise ProviderError(
+                            f"local model {self.name} refused the request: {item}",
+                            status=400,
+                            type="invalid_request_error",
+                            code="invalid_request",
+                        )
+                    batch.append(item)
+                    if queue.empty():
+                        break
+                    item = queue.get_nowait()
+                yield batch
+        finally:
+            if not completed:
+                log.info(
+                    "local model %s: generation stopped after %d chunks, its client left",
+                    self.name,
+                    produced,
+                )
+            stop.set()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        del self._server
+        shutil.rmtree(self._socket_dir, ignore_errors=True)
+
+
+class LocalProvider:
+    def __init__(
+        self,
+        name: str,
+        config: ProviderConfig,
+        max_tokens: int = 4096,
+        cache_dir: Path | None = None,
+    ) -> None:
+        from localgpt.config import Paths
+
+        self.name = name
+        self.config = config
+        self.max_tokens = max_tokens
+        self.cache_dir = cache_dir or Paths.from_env().cache_dir
+        self._engines: dict[str, Engine] = {}
+        self._loading: dict[str, asyncio.Task[Engine]] = {}
+        self._configured = local_model_name(config.model_path) if config.model_path else None
+
+    # --- models ---------------------------------------------------------------------
+
+    def _packaged(self, model: str) -> PackagedModel | None:
+        return PACKAGED.get(model)
+
+    def available(self) -> list[str]:
+        names = [self._configured] if self._configured else []
+        return names + [m.name for m in PACKAGED.values() if m.installed()]
+
+    def _load(self, model: str) -> Engine:
+        """Prepare (join and checksum) and load a model; runs in a worker thread."""
+        if model == self._configured and self.config.model_path:
+            path = Path(self.config.model_path).expanduser()
+            if not path.is_file():
+                raise ModelError(f"local model {model}: no file at {path}")
+            expected = self.config.model_sha256
+            if expected:
+                found = sha256_of(path)
+                if found != expected.lower():
+                    raise ModelError(
+                        f"local model {model}: checksum mismatch for {path} (expected sha256 "
+                        f"{expected}, found {found}); refusing to load it"
+                    )
+        else:
+            packaged = self._packaged(model)
+            if packaged is None:
+                raise KeyError(model)
+            log.info("preparing local model %s (join once, then checksum)", model)
+            path = prepare(packaged, self.cache_dir)
+        log.info("loading local model %s from %s", model, path)
+        return Engine(model, path, self.config)
+
+    async def engine(self, model: str) -> Engine:
+        found = self._engines.get(model)
+        if found is not None:
+            return found
+        task = self._loading.get(model)
+        if task is None:
+            task = asyncio.ensure_future(asyncio.to_thread(self._load, model))
+            self._loading[model] = task
+        try:
+            engine = await asyncio.shield(task)
+        except KeyError:
+            raise ProviderError(
+                f"The model 'local/{model}' does not exist; local models: "
+                f"{', '.join(self.available()) or 'none installed'}.",
+                status=404,
+                type="invalid_request_error",
+                code="model_not_found",
+                param="model",
+            ) from None
+        except ModelError as exc:
+            raise ProviderError(
+                str(exc), status=503, type="server_error", code="model_unavailable", retryable=True
+            ) from None
+        finally:
+            if task.done():
+                self._loading.pop(model, None)
+        self._engines[model] = engine
+        return engine
+
+    async def warm_up(self, model: str) -> None:
+        """Load a model ahead of its first request (errors surface on that request)."""
+        try:
+            await self.engine(model)
+        except ProviderError as exc:
+            log.warning("%s", exc.message)
+
+    async def list_models(self) -> list[ModelInfo]:
+        return [ModelInfo(m) for m in self.available()]
+
+    async def aclose(self) -> None:
+        for engine in self._engines.values():
+            engine.close()
+        self._engines.clear()
+
+    # --- chat -----------------------------------------------------------------------
+
+    def _body(self, request: ChatRequest) -> dict[str, Any]:
+        params = request.params
+        check_params(params, SUPPORTED, "local")
+        if params.get("n", 1) != 1:
+            raise UnsupportedParameter("n", "Local models return one choice; n must be 1.")
+        for i, message in enumerate(request.messages):
+            content = message.get("content")
+            if isinstance(content, list):
+                for j, part in enumerate(content):
+                    if part.get("type") not in ("text", "refusal"):
+                        raise UnsupportedParameter(
+                            f"messages[{i}].content[{j}]",
+                            f"This local model does not take '{part.get('type')}' content.",
+                        )
+        body: dict[str, Any] = {k: params[k] for k in PASSTHROUGH if k in params}
+        body["messages"] = request.messages
+        body["max_tokens"] = (
+            params.get("max_completion_tokens") or params.get("max_tokens") or self.max_tokens
+        )
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+        if "seed" in params:
+            # The same seed gives the same answer only from the same cache state.
+            body["cache_prompt"] = False
+        return body
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        text: list[str] = []
+        calls: dict[int, ToolCall] = {}
+        reason = "stop"
+        usage: Usage | None = None
+        logprobs: list[Any] = []
+        async for batch in self.stream(request):
+            for event in batch:
+                if isinstance(event, TextDelta):
+                    text.append(event.text)
+                    if event.logprobs:
+                        logprobs += event.logprobs.get("content") or []
+                elif isinstance(event, ToolCallDelta):
+                    call = calls.setdefault(event.index, ToolCall(event.id or "", "", ""))
+                    call.name = event.name or call.name
+                    call.arguments += event.arguments
+                elif isinstance(event, Finish):
+                    reason = event.reason
+                elif isinstance(event, Usage):
+                    usage = event
+        content = "".join(text)
+        return Completion(
+            [
+                Choice(
+                    content=content if content or not calls else None,
+                    tool_calls=[calls[i] for i in sorted(calls)],
+                    finish_reason=reason,
+                    logprobs={"content": logprobs} if logprobs else None,
+                )
+            ],
+            usage,
+        )
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[list[StreamEvent], None]:
+        body = self._body(request)
+        engine = await self.engine(request.model)
+        tools = body.pop("tools", None) or request.params.get("tools")
+        choice = request.params.get("tool_choice")
+        if tools and choice != "none":
+            async for batch in self._stream_tools(engine, body, tools, choice, request):
+                yield batch
+            return
+        async for batch in _events(engine.run("handle_chat_completions", body), self.name):
+            yield batch
+
+    async def _stream_tools(
+        self,
+        engine: Engine,
+        body: dict[str, Any],
+        tools: list[dict[str, Any]],
+        choice: Any,
+        request: ChatRequest,
+    ) -> AsyncGenerator[list[StreamEvent], None]:
+        """Decide under a grammar whether to call tools; answer in text if not."""
+        parallel = request.params.get("parallel_tool_calls", True) is not False
+        decide = {
+            k: v
+            for k, v in body.items()
+            if k not in ("response_format", "logprobs", "top_logprobs")
+        }
+        decide["messages"] = [
+            *body["messages"],
+            {"role": "system", "content": local_tools.decision_prompt(tools, choice, parallel)},
+        ]
+        decide["temperature"] = 0.0
+        decide["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {
+                "name": "decision",
+                "schema": local_tools.decision_schema(tools, choice, parallel),
+            },
+        }
+        calls = local_tools.CallStream()
+        usage = Usage(0, 0)
+        ids: dict[int, str] = {}
+        decision = _events(engine.run("handle_chat_completions", decide), self.name)
+        try:
+            first = await anext(decision)
+        except ProviderError as exc:
+            if exc.status != 400 or exc.code == "context_length_exceeded":
+                raise
+            # An argument schema llguidance cannot compile: keep the names, loosen arguments.
+            decide["response_format"]["json_schema"]["schema"] = local_tools.decision_schema(
+                tools, choice, parallel, loose=True
+            )
+            decision = _events(engine.run("handle_chat_completions", decide), self.name)
+            first = await anext(decision)
+        batch = _decision_events(first, calls, ids, usage)
+        if batch:
+            yield batch
+        async for events in decision:
+            batch = _decision_events(events, calls, ids, usage)
+            if batch:
+                yield batch
+        if calls.calls():
+            yield [Finish("tool_calls"), usage]
+            return
+        # No tool fits: answer in text. The shared prefix is still in the prompt cache.
+        async for answer in _events(engine.run("handle_chat_completions", body), self.name):
+            yield [usage + e if isinstance(e, Usage) else e for e in answer]
+
+
+def _decision_events(
+    events: list[StreamEvent], calls: local_tools.CallStream, ids: dict[int, str], usage: Usage
+) -> list[StreamEvent]:
+    """Turn the decision's text into tool-call deltas as soon as each piece is known."""
+    out: list[StreamEvent] = []
+    for event in events:
+        if isinstance(event, TextDelta):
+            for index, name, args in calls.feed(event.text):
+                if name is not None:
+                    ids[index] = "call_" + secrets.token_hex(12)
+                    out.append(ToolCallDelta(index, "", ids[index], name))
+                if args:
+                    out.append(ToolCallDelta(index, args))
+        elif isinstance(event, Usage):
+            usage.prompt_tokens += event.prompt_tokens
+            usage.completion_tokens += event.completion_tokens
+    return out
+
+
+async def _events(
+    chunks: AsyncGenerator[list[dict[str, Any]], None], provider: str
+) -> AsyncGenerator[list[StreamEvent], None]:
+    try:
+        async for batch in chunks:
+            events: list[StreamEvent] = []
+            for chunk in batch:
+                if "error" in chunk:
+                    raise _runtime_error(chunk["error"], provider)
+                events += parse_chunk(chunk)
+            if events:
+                yield events
+    finally:
+        await chunks.aclose()
+
+
+def _runtime_error(error: Any, provider: str) -> ProviderError:
+    error = error if isinstance(error, dict) else {"message": str(error)}
+    message = error.get("message") or "generation failed"
+    if error.get("type") == "exceed_context_size_error":
+        return ProviderError(
+            f"This model's maximum context length is {error.get('n_ctx')} tokens. However, "
+            f"your messages resulted in {error.get('n_prompt_tokens')} tokens. Please reduce "
+            "the length of the messages.",
+            status=400,
+            type="invalid_request_error",
+            code="context_length_exceeded",
+            param="messages",
+        )
+    return ProviderError(
+        f"local model failed: {message}", status=502, code="upstream_error", retryable=True
+    )

@@ -1,0 +1,204 @@
+"""Tool calls for local models whose own tool-call format llama.cpp does not parse.
+
+Qwen2.5-Coder writes its calls as fenced JSON in the content, which llama.cpp's parser does
+not recognise, and invents tools when none fits. Instead the model first makes a decision
+under a JSON-schema grammar: ``{"tool": "<name>", "arguments": {...}}`` for one of the real
+tools, a list of those for parallel calls, or ``{"tool": "none"}``. The grammar makes every
+call name real and every argument object valid; ``required`` and a named ``tool_choice`` are
+enforced by leaving ``none`` (and the other tools) out of it. ``CallStream`` turns the
+decision, token by token, into tool-call deltas.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+NONE = "none"
+
+
+def _tool_option(fn: dict[str, Any], loose: bool) -> dict[str, Any]:
+    params = fn.get("parameters") or {"type": "object", "properties": {}}
+    if loose:
+        params = {"type": "object"}
+    return {
+        "type": "object",
+        "properties": {"tool": {"const": fn["name"]}, "arguments": params},
+        "required": ["tool", "arguments"],
+        "additionalProperties": False,
+    }
+
+
+def decision_schema(
+    tools: list[dict[str, Any]], choice: Any, parallel: bool, loose: bool = False
+) -> dict[str, Any]:
+    """The grammar of the decision. ``loose`` drops argument schemas llguidance refuses."""
+    functions = [t["function"] for t in tools]
+    if isinstance(choice, dict):
+        wanted = choice["function"]["name"]
+        functions = [f for f in functions if f["name"] == wanted]
+    calls = [_tool_option(f, loose) for f in functions]
+    options: list[dict[str, Any]] = list(calls)
+    if parallel and len(calls) > 0 and not isinstance(choice, dict):
+        options.append({"type": "array", "items": {"anyOf": calls}, "minItems": 2, "maxItems": 8})
+    if choice in (None, "auto"):
+        options.append(
+            {
+                "type": "object",
+                "properties": {"tool": {"const": NONE}},
+                "required": ["tool"],
+                "additionalProperties": False,
+            }
+        )
+    return {"anyOf": options}
+
+
+def decision_prompt(tools: list[dict[str, Any]], choice: Any, parallel: bool) -> str:
+    lines = ["You can call these tools:"]
+    for tool in tools:
+        fn = tool["function"]
+        params = json.dumps(fn.get("parameters") or {}, separators=(",", ":"))
+        lines.append(f"- {fn['name']}: {fn.get('description') or ''} Parameters: {params}")
+    if isinstance(choice, dict):
+        rule = (
+            f"Call the tool {choice['function']['name']}: reply with JSON only, "
+            f'{{"tool": "{choice["function"]["name"]}", "arguments": {{...}}}}.'
+        )
+    elif choice == "required":
+        rule = (
+            'Call the one tool that fits best: reply with JSON only, {"tool": "<name>", '
+            '"arguments": {...}}.'
+        )
+    else:
+        rule = (
+            "Decide whether answering the last message needs one of these tools. Reply "
+            'with JSON only: {"tool": "<name>", "arguments": {...}} to call a tool, or '
+            '{"tool": "none"} if no tool is needed, none fits, or the conversation already '
+            "holds the tool results needed."
+        )
+    if parallel:
+        rule += " To call several tools at once, reply with a JSON list of such objects."
+    lines.append(rule)
+    return "\n".join(lines)
+
+
+@dataclass
+class _Call:
+    name: str | None = None
+    args_start: int | None = None
+    args_end: int | None = None
+
+
+@dataclass
+class CallStream:
+    """Reads the decision as it is generated and reports what became known.
+
+    The text is rescanned on every feed: decisions are short, and a rescan of a few hundred
+    characters is cheaper and far simpler than an incremental JSON parser.
+    """
+
+    text: str = ""
+    _sent_names: int = 0
+    _sent_args: list[int] = field(default_factory=list)
+
+    def feed(self, piece: str) -> list[tuple[int, str | None, str]]:
+        """Add generated text; return ``(index, name if new, argument piece)`` updates."""
+        self.text += piece
+        updates: list[tuple[int, str | None, str]] = []
+        for i, call in enumerate(_scan(self.text)):
+            if call.name is None or call.name == NONE:
+                break
+            if i >= self._sent_names:
+                self._sent_names = i + 1
+                self._sent_args.append(0)
+                updates.append((i, call.name, ""))
+            if call.args_start is None:
+                continue
+            end = call.args_end if call.args_end is not None else len(self.text)
+            args = self.text[call.args_start : end].rstrip()
+            sent = self._sent_args[i]
+            if len(args) > sent:
+                updates.append((i, None, args[sent:]))
+                self._sent_args[i] = len(args)
+        return updates
+
+    def calls(self) -> list[tuple[str, str]]:
+        """The complete decision as ``(name, arguments JSON)`` pairs; empty for ``none``.
+
+        The arguments are the model's own text, exactly as streamed.
+        """
+        json.loads(self.text)  # the grammar guarantees it; fail loudly if it did not hold
+        return [
+            (c.name, self.text[c.args_start : c.args_end] if c.args_start is not None else "{}")
+            for c in _scan(self.text)
+            if c.name is not None and c.name != NONE
+        ]
+
+
+def _scan(text: str) -> list[_Call]:
+    """Find, in possibly unfinished decision JSON, each call's name and argument span."""
+    calls: list[_Call] = []
+    depth = 0
+    call_depth = 1
+    i = 0
+    n = len(text)
+    key: str | None = None
+    current: _Call | None = None
+    while i < n:
+        ch = text[i]
+        if ch == '"':
+            end = _string_end(text, i)
+            if end is None:
+                return calls
+            value = json.loads(text[i : end + 1])
+            after = text[end + 1 :].lstrip()
+            if current is not None and depth == call_depth and after.startswith(":"):
+                key = value
+            elif current is not None and depth == call_depth and key == "tool":
+                current.name = value
+                key = None
+            i = end + 1
+            continue
+        if ch == "[" and depth == 0:
+            call_depth = 2
+        if ch in "{[":
+            depth += 1
+            if ch == "{" and depth == call_depth:
+                current = _Call()
+                calls.append(current)
+                key = None
+            elif (
+                current is not None
+                and depth == call_depth + 1
+                and key == "arguments"
+                and current.args_start is None
+            ):
+                current.args_start = i
+        elif ch in "}]":
+            depth -= 1
+            if (
+                current is not None
+                and depth == call_depth
+                and key == "arguments"
+                and current.args_start is not None
+                and current.args_end is None
+            ):
+                current.args_end = i + 1
+                key = None
+            if depth < call_depth:
+                current = None
+        i += 1
+    return calls
+
+
+def _string_end(text: str, start: int) -> int | None:
+    i = start + 1
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == '"':
+            return i
+        i += 1
+    return None

@@ -1,0 +1,311 @@
+"""The embedded model, for real: SmolLM2-135M for plumbing, the default Qwen where answers count."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+from collections.abc import Callable
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import SMOLLM, Server, local_config
+from tests.fakes import wait_for
+from tests.helpers import error_of, post_chat, stream_chunks, user
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather in a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "get_time",
+            "description": "Current time in a time zone",
+            "parameters": {
+                "type": "object",
+                "properties": {"tz": {"type": "string"}},
+                "required": ["tz"],
+            },
+        },
+    },
+]
+
+
+@pytest.fixture
+def client(local: Server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=local.base_url, api_key="x", max_retries=0, timeout=120)
+
+
+def test_streaming_arrives_token_by_token(local: Server) -> None:
+    resp = post_chat(
+        local.url,
+        {
+            "model": SMOLLM,
+            "messages": user("Count from 1 to 20."),
+            "stream": True,
+            "max_tokens": 40,
+            "stream_options": {"include_usage": True},
+        },
+    )
+    chunks = stream_chunks(resp.text)
+    texts = [c["choices"][0]["delta"].get("content") for c in chunks if c["choices"]]
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert len([t for t in texts if t]) >= 10  # many deltas, not one
+    usage = chunks[-1]["usage"]
+    assert usage["completion_tokens"] >= 10 and usage["prompt_tokens"] > 20
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+
+def test_max_tokens_and_stop(client: openai.OpenAI) -> None:
+    resp = client.chat.completions.create(
+        model=SMOLLM, messages=user("Write a long story."), max_completion_tokens=5
+    )
+    assert resp.choices[0].finish_reason == "length"
+    assert resp.usage is not None and resp.usage.completion_tokens == 5
+    resp = client.chat.completions.create(
+        model=SMOLLM,
+        messages=user("Count: 1, 2, 3, 4, 5, 6"),
+        stop=["4"],
+        max_tokens=40,
+        temperature=0,
+    )
+    assert "4" not in (resp.choices[0].message.content or "")
+
+
+def test_same_seed_same_answer(client: openai.OpenAI) -> None:
+    def ask() -> str:
+        resp = client.chat.completions.create(
+            model=SMOLLM,
+            messages=user("Invent a name for a cat."),
+            temperature=1.0,
+            top_p=0.95,
+            seed=1234,
+            max_tokens=20,
+        )
+        return resp.choices[0].message.content or ""
+
+    assert ask() == ask() == ask()
+
+
+def test_json_schema_output_validates(client: openai.OpenAI) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 0}},
+        "required": ["name", "age"],
+        "additionalProperties": False,
+    }
+    resp = client.chat.completions.create(
+        model=SMOLLM,
+        messages=user("Describe a person as JSON."),
+        max_tokens=60,
+        response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": schema}},
+    )
+    data = json.loads(resp.choices[0].message.content or "")
+    assert set(data) == {"name", "age"} and isinstance(data["age"], int) and data["age"] >= 0
+
+
+def test_required_tool_call_streams_valid_arguments(client: openai.OpenAI) -> None:
+    with client.chat.completions.stream(
+        model=SMOLLM,
+        messages=user("What is the weather in Oslo?"),
+        tools=TOOLS,  # type: ignore[arg-type]
+        tool_choice="required",
+        max_tokens=60,
+    ) as stream:
+        argument_pieces = [e for e in stream if e.type == "tool_calls.function.arguments.delta"]
+        final = stream.get_final_completion()
+    choice = final.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    calls = choice.message.tool_calls or []
+    assert calls and calls[0].function.name in {"get_weather", "get_time"}
+    args = json.loads(calls[0].function.arguments)
+    assert set(args) == ({"city"} if calls[0].function.name == "get_weather" else {"tz"})
+    assert len(argument_pieces) >= 3  # arguments arrive as deltas, not whole
+
+
+def test_named_tool_choice_is_enforced(client: openai.OpenAI) -> None:
+    resp = client.chat.completions.create(
+        model=SMOLLM,
+        messages=user("What is the weather in Oslo?"),
+        tools=TOOLS,  # type: ignore[arg-type]
+        tool_choice={"type": "function", "function": {"name": "get_time"}},
+        max_tokens=60,
+    )
+    calls = resp.choices[0].message.tool_calls or []
+    assert [c.function.name for c in calls] == ["get_time"]
+    assert "tz" in json.loads(calls[0].function.arguments)
+
+
+def test_tool_choice_none_answers_in_text(client: openai.OpenAI) -> None:
+    resp = client.chat.completions.create(
+        model=SMOLLM,
+        messages=user("Say hi."),
+        tools=TOOLS,
+        tool_choice="none",  # type: ignore[arg-type]
+        max_tokens=20,
+    )
+    assert resp.choices[0].message.tool_calls is None
+    assert resp.choices[0].message.content
+
+
+def test_tool_results_continue_the_conversation(client: openai.OpenAI) -> None:
+    resp = client.chat.completions.create(
+        model=SMOLLM,
+        tools=TOOLS,
+        tool_choice="none",  # type: ignore[arg-type]
+        max_tokens=30,
+        messages=[
+            *user("What is the weather in Oslo?"),
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": "Snow, -3C"},
+        ],
+    )
+    assert resp.choices[0].finish_reason in ("stop", "length")
+    assert resp.choices[0].message.content
+
+
+def test_what_the_local_model_cannot_honour_is_refused(local: Server) -> None:
+    image = {
+        "role": "user",
+        "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}],
+    }
+    for extra, param in [
+        ({"n": 2}, "n"),
+        ({"messages": [image]}, "messages[0].content[0]"),
+        ({"audio": {"voice": "x"}}, "audio"),
+    ]:
+        resp = post_chat(local.url, {"model": SMOLLM, "messages": user("x"), **extra})
+        assert resp.status_code == 400, resp.text
+        assert error_of(resp)["param"] == param
+
+
+def test_context_overflow_is_context_length_exceeded(local: Server) -> None:
+    resp = post_chat(local.url, {"model": SMOLLM, "messages": user("word " * 6000)})
+    assert resp.status_code == 400
+    assert error_of(resp)["code"] == "context_length_exceeded"
+
+
+def test_unknown_local_model_is_404(local: Server) -> None:
+    resp = post_chat(local.url, {"model": "local/nope", "messages": user("x")})
+    assert resp.status_code == 404 and error_of(resp)["code"] == "model_not_found"
+
+
+def test_disconnect_stops_generation(local: Server) -> None:
+    host, port = local.url.removeprefix("http://").split(":")
+    body = json.dumps(
+        {
+            "model": SMOLLM,
+            "stream": True,
+            "max_tokens": 2000,
+            "messages": user("Write a very long story about a dragon."),
+        }
+    ).encode()
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+        b"application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    received = b""
+    while received.count(b'"content":"') < 3:
+        received += sock.recv(65536)
+    sock.close()
+    pattern = re.compile(r"generation stopped after (\d+) chunks")
+    assert wait_for(lambda: bool(pattern.search(local.log())), 10)
+    stopped_after = int(pattern.findall(local.log())[-1])
+    assert stopped_after < 40  # it did not run on to max_tokens
+    # The single slot is free again: a new request is served, not queued behind the story.
+    start = time.monotonic()
+    resp = post_chat(local.url, {"model": SMOLLM, "messages": user("Hi"), "max_tokens": 5})
+    assert resp.status_code == 200 and time.monotonic() - start < 30
+
+
+def test_concurrent_requests_queue_and_all_succeed(local: Server) -> None:
+    import concurrent.futures
+
+    def one(i: int) -> int:
+        return post_chat(
+            local.url,
+            {"model": SMOLLM, "messages": user(f"Say {i}"), "max_tokens": 8, "stream": i % 2 == 0},
+        ).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        assert list(pool.map(one, range(6))) == [200] * 6
+
+
+def test_wrong_checksum_is_refused(servers: Callable[[str], Server]) -> None:
+    from localgpt.providers.local_models import PACKAGED
+
+    path = PACKAGED["smollm2-135m-instruct"].part_paths()[0]
+    server = servers(
+        local_config(
+            "local/SmolLM2-135M-Instruct.Q4_1",
+            extra=f'model_path = "{path}"\nmodel_sha256 = "{"0" * 64}"',
+        )
+    )
+    resp = post_chat(
+        server.url, {"model": "local/SmolLM2-135M-Instruct.Q4_1", "messages": user("x")}
+    )
+    assert resp.status_code == 503
+    error = error_of(resp)
+    assert error["code"] == "model_unavailable" and "checksum mismatch" in error["message"]
+
+
+def test_models_lists_local_models(client: openai.OpenAI) -> None:
+    ids = {m.id for m in client.models.list()}
+    assert {SMOLLM, "local/qwen2.5-coder-1.5b-instruct"} <= ids
+
+
+def test_default_model_answers_tools_and_json(servers: Callable[[str], Server]) -> None:
+    """The default Qwen model routes a weather question to the tool and a poem to text, and
+    keeps to a JSON object when asked for one."""
+    server = servers(local_config("local/qwen2.5-coder-1.5b-instruct"))
+    client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0, timeout=300)
+    weather = client.chat.completions.create(
+        model="local/qwen2.5-coder-1.5b-instruct",
+        tools=TOOLS,  # type: ignore[arg-type]
+        messages=user("What's the weather like in Paris right now?"),
+        max_tokens=40,
+    )
+    calls = weather.choices[0].message.tool_calls or []
+    assert [c.function.name for c in calls] == ["get_weather"]
+    assert "paris" in json.loads(calls[0].function.arguments)["city"].lower()
+    poem = client.chat.completions.create(
+        model="local/qwen2.5-coder-1.5b-instruct",
+        tools=TOOLS,  # type: ignore[arg-type]
+        messages=user("Write a two-line poem about the sea."),
+        max_tokens=40,
+    )
+    assert poem.choices[0].message.tool_calls is None and poem.choices[0].message.content
+    answer = client.chat.completions.create(
+        model="local/qwen2.5-coder-1.5b-instruct",
+        response_format={"type": "json_object"},
+        messages=user('Reply with a JSON object holding the key "answer" set to 42.'),
+        max_tokens=60,
+        temperature=0,
+    )
+    assert answer.choices[0].finish_reason == "stop"
+    assert json.loads(answer.choices[0].message.content or "") == {"answer": 42}
+    assert httpx.get(f"{server.url}/health", timeout=5).status_code == 200
