@@ -116,6 +116,8 @@ class ProviderConfig(_Section):
     # local: a GGUF file and the runtime's knobs.
     model_path: str | None = None
     model_sha256: str | None = None  # if set, a configured GGUF must match it to be loaded
+    # The fill-in-the-middle format of a configured GGUF: qwen, starcoder, codellama, deepseek.
+    fim: Literal["qwen", "starcoder", "codellama", "deepseek"] | None = None
     threads: int = Field(0, ge=0)  # 0: the machine's cores
     context_size: int = Field(8192, gt=0)
     parallel: int = Field(1, gt=0)

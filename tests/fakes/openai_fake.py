@@ -15,6 +15,7 @@ class FakeOpenAI(FakeServer):
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_get("/v1/models", self.list_models)
+        app.router.add_post("/v1/completions", self.text)
 
     async def list_models(self, request: web.Request) -> web.Response:
         data = [
@@ -144,5 +145,73 @@ class FakeOpenAI(FakeServer):
                 return resp
             if not await self.write_or_disconnect(resp, chunk, model):
                 return resp
+        await resp.write_eof()
+        return resp
+
+    async def text(self, request: web.Request) -> web.StreamResponse:
+        body = await self.record(request)
+        model = body.get("model", "")
+        script = self.next_script(model)
+        if script.status >= 400:
+            error = script.error or {
+                "error": {
+                    "message": f"fake error {script.status}",
+                    "type": "server_error",
+                    "param": None,
+                    "code": None,
+                }
+            }
+            return web.json_response(error, status=script.status, headers=script.headers)
+        pieces = (
+            script.text
+            if script.text is not None
+            else ["<", body["prompt"][-5:], "|", body.get("suffix") or "", ">"]
+        )
+        reason = script.finish_reason or "stop"
+        base = {
+            "id": "cmpl-fake",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": model,
+        }
+        usage = {
+            "prompt_tokens": script.usage[0],
+            "completion_tokens": script.usage[1],
+            "total_tokens": sum(script.usage),
+        }
+        if not body.get("stream"):
+            return web.json_response(
+                {
+                    **base,
+                    "choices": [
+                        {
+                            "text": "".join(pieces),
+                            "index": 0,
+                            "logprobs": None,
+                            "finish_reason": reason,
+                        }
+                    ],
+                    "usage": usage,
+                }
+            )
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        chunks = [
+            {**base, "choices": [{"text": p, "index": 0, "logprobs": None, "finish_reason": None}]}
+            for p in pieces
+        ]
+        chunks.append(
+            {
+                **base,
+                "choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": reason}],
+            }
+        )
+        if (body.get("stream_options") or {}).get("include_usage"):
+            chunks.append({**base, "choices": [], "usage": usage})
+        for chunk in chunks:
+            if script.delay and not await self.wait_or_disconnect(request, script.delay, model):
+                return resp
+            await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp

@@ -279,8 +279,8 @@ def test_models_lists_local_models(client: openai.OpenAI) -> None:
 
 
 def test_default_model_answers_tools_and_json(servers: Callable[[str], Server]) -> None:
-    """The default Qwen model routes a weather question to the tool and a poem to text, and
-    keeps to a JSON object when asked for one."""
+    """The default Qwen model routes a weather question to the tool and a poem to text, keeps
+    to a JSON object when asked for one, and fills in the middle of code."""
     server = servers(local_config("local/qwen2.5-coder-1.5b-instruct"))
     client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0, timeout=300)
     weather = client.chat.completions.create(
@@ -308,4 +308,12 @@ def test_default_model_answers_tools_and_json(servers: Callable[[str], Server]) 
     )
     assert answer.choices[0].finish_reason == "stop"
     assert json.loads(answer.choices[0].message.content or "") == {"answer": 42}
+    fim = client.completions.create(
+        model="local/qwen2.5-coder-1.5b-instruct",
+        prompt="def add(a, b):\n    ",
+        suffix="\n\nprint(add(1, 2))\n",
+        max_tokens=8,
+        temperature=0,
+    )
+    assert fim.choices[0].text.startswith("return a + b")
     assert httpx.get(f"{server.url}/health", timeout=5).status_code == 200

@@ -11,7 +11,7 @@ from typing import Any
 
 from localgpt.agent.prompt import system_prompt
 from localgpt.config import Config
-from localgpt.providers.base import ChatRequest, Completion, ProviderError
+from localgpt.providers.base import ChatRequest, Completion, ProviderError, TextRequest
 from localgpt.providers.router import EventBatches, Route, Router
 
 
@@ -53,6 +53,13 @@ class Agent:
             return await self.router.open_stream(model, request)
         except ProviderError as exc:
             raise self._client_view(exc) from None
+
+    async def open_text_stream(
+        self, model: str, prompt: str | list[Any], params: dict[str, Any]
+    ) -> tuple[Route, EventBatches]:
+        """A legacy text completion: raw text in, raw text out, no assistant prompt."""
+        request = TextRequest(model, prompt, params)
+        return await self.router.open_stream(model, request, "stream_text")
 
 
 _MESSAGE_PARAM = re.compile(r"messages\[(\d+)\](.*)")

@@ -13,8 +13,8 @@ from fastapi.openapi.utils import get_openapi
 from starlette.responses import Response
 
 from localgpt import __version__
-from localgpt.api import chat, errors, models
-from localgpt.api.protocol import ChatCompletionRequest
+from localgpt.api import chat, completions, errors, models
+from localgpt.api.protocol import ChatCompletionRequest, CompletionRequest
 from localgpt.api.state import AppState
 from localgpt.config import Config
 
@@ -43,6 +43,7 @@ def create_app(config: Config) -> FastAPI:
     )
     errors.install(app)
     app.include_router(chat.router)
+    app.include_router(completions.router)
     app.include_router(models.router)
 
     @app.get("/health", summary="Liveness", response_class=Response)
@@ -57,10 +58,10 @@ def create_app(config: Config) -> FastAPI:
                 description=app.description,
                 routes=app.routes,
             )
-            defs = ChatCompletionRequest.model_json_schema(
-                ref_template="#/components/schemas/{model}"
-            ).get("$defs", {})
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(defs)
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in (ChatCompletionRequest, CompletionRequest):
+                ref = "#/components/schemas/{model}"
+                schemas.update(model.model_json_schema(ref_template=ref).get("$defs", {}))
             app.openapi_schema = schema
         return app.openapi_schema
 

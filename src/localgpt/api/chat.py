@@ -7,12 +7,12 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
 from localgpt.api.errors import APIError, validation_error
 from localgpt.api.protocol import IGNORED_FIELDS, ChatCompletionRequest
-from localgpt.api.render import render_completion, render_stream
+from localgpt.api.render import StreamRenderer, render_completion, render_stream
 from localgpt.api.state import AppState
 from localgpt.api.streaming import DisconnectWatch, EventStreamResponse
 
@@ -25,7 +25,7 @@ _BAD_JSON = (
 )
 
 
-def parse_body(body: bytes) -> dict[str, Any]:
+def parse_body(body: bytes, model: type[BaseModel] = ChatCompletionRequest) -> dict[str, Any]:
     """Decode and validate a request; the dict that comes back is what the client sent."""
     try:
         raw = orjson.loads(body)
@@ -34,7 +34,7 @@ def parse_body(body: bytes) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise APIError(400, "The request body must be a JSON object.", code="invalid_json")
     try:
-        ChatCompletionRequest.model_validate(raw)
+        model.model_validate(raw)
     except ValidationError as exc:
         raise validation_error(exc.errors(include_url=False)) from None
     if raw.get("stream_options") is not None and not raw.get("stream"):
@@ -54,20 +54,16 @@ def request_params(raw: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-_SCHEMA = ChatCompletionRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-_OPENAPI = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": {k: v for k, v in _SCHEMA.items() if k != "$defs"}}
-        },
-    },
-}
+def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
+    """The request body schema for /openapi.json; the handlers read raw bytes themselves."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 @router.post(
     "/v1/chat/completions",
-    openapi_extra=_OPENAPI,
+    openapi_extra=openapi_body(ChatCompletionRequest),
     summary="Create a chat completion",
     response_class=Response,
 )
@@ -89,7 +85,8 @@ async def chat_completions(request: Request) -> Response:
             watch.stop()
             raise
         include_usage = bool((raw.get("stream_options") or {}).get("include_usage"))
-        return EventStreamResponse(render_stream(batches, route.id, include_usage), watch)
+        renderer = StreamRenderer(route.id, include_usage)
+        return EventStreamResponse(render_stream(batches, renderer), watch)
     try:
         route, completion = await state.agent.complete(model, messages, params)
     except asyncio.CancelledError:

@@ -202,14 +202,118 @@ class StreamRenderer:
         return b"".join(out)
 
 
+class TextStreamRenderer:
+    """The legacy ``text_completion`` stream: text pieces per choice, one finish each."""
+
+    def __init__(self, model: str, include_usage: bool) -> None:
+        head = orjson.dumps(
+            {
+                "id": "cmpl-" + os.urandom(12).hex(),
+                "object": "text_completion",
+                "created": int(time.time()),
+                "model": model,
+            }
+        )
+        self._prefix = b"data: " + head[:-1] + b',"choices":['
+        self._suffix = b'],"usage":null}\n\n' if include_usage else b"]}\n\n"
+        self._include_usage = include_usage
+        self._started: set[int] = set()
+        self._finished: set[int] = set()
+        self.usage: Usage | None = None
+
+    def _chunk(self, choice: dict[str, Any]) -> bytes:
+        return self._prefix + orjson.dumps(choice) + self._suffix
+
+    def render(self, events: list[StreamEvent]) -> bytes:
+        out: list[bytes] = []
+        for event in events:
+            if isinstance(event, TextDelta) and event.choice not in self._finished:
+                self._started.add(event.choice)
+                out.append(
+                    self._chunk(
+                        {
+                            "text": event.text,
+                            "index": event.choice,
+                            "logprobs": event.logprobs,
+                            "finish_reason": None,
+                        }
+                    )
+                )
+            elif isinstance(event, Finish) and event.choice not in self._finished:
+                self._finish(event.choice, event.reason, out)
+            elif isinstance(event, Usage):
+                self.usage = event if self.usage is None else self.usage + event
+        return b"".join(out)
+
+    def _finish(self, choice: int, reason: str, out: list[bytes]) -> None:
+        self._started.add(choice)
+        self._finished.add(choice)
+        out.append(
+            self._chunk({"text": "", "index": choice, "logprobs": None, "finish_reason": reason})
+        )
+
+    def end(self) -> bytes:
+        out: list[bytes] = []
+        for choice in sorted(self._started - self._finished) or ([] if self._started else [0]):
+            self._finish(choice, "stop", out)
+        if self._include_usage:
+            out.append(
+                self._prefix + b'],"usage":' + orjson.dumps(usage_dict(self.usage)) + b"}\n\n"
+            )
+        out.append(b"data: [DONE]\n\n")
+        return b"".join(out)
+
+
+async def collect_text(batches: AsyncGenerator[list[StreamEvent], None], model: str) -> bytes:
+    """A whole legacy completion, gathered from its stream."""
+    texts: dict[int, list[str]] = {}
+    reasons: dict[int, str] = {}
+    logprobs: dict[int, dict[str, list[Any]]] = {}
+    usage: Usage | None = None
+    try:
+        async for batch in batches:
+            for event in batch:
+                if isinstance(event, TextDelta):
+                    texts.setdefault(event.choice, []).append(event.text)
+                    if isinstance(event.logprobs, dict):
+                        merged = logprobs.setdefault(event.choice, {})
+                        for key, values in event.logprobs.items():
+                            merged.setdefault(key, []).extend(values)
+                elif isinstance(event, Finish):
+                    reasons.setdefault(event.choice, event.reason)
+                elif isinstance(event, Usage):
+                    usage = event if usage is None else usage + event
+    finally:
+        await batches.aclose()
+    indices = sorted(set(texts) | set(reasons)) or [0]
+    return orjson.dumps(
+        {
+            "id": "cmpl-" + os.urandom(12).hex(),
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "text": "".join(texts.get(i, [])),
+                    "index": i,
+                    "logprobs": logprobs.get(i),
+                    "finish_reason": reasons.get(i, "stop"),
+                }
+                for i in indices
+            ],
+            "usage": usage_dict(usage),
+        }
+    )
+
+
 def error_event(exc: ProviderError) -> bytes:
     return b"data: " + orjson.dumps({"error": exc.to_dict()}) + b"\n\n"
 
 
 async def render_stream(
-    batches: AsyncGenerator[list[StreamEvent], None], model: str, include_usage: bool
+    batches: AsyncGenerator[list[StreamEvent], None],
+    renderer: StreamRenderer | TextStreamRenderer,
 ) -> AsyncGenerator[bytes, None]:
-    renderer = StreamRenderer(model, include_usage)
     try:
         async for batch in batches:
             data = renderer.render(batch)

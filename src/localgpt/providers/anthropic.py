@@ -24,11 +24,13 @@ from localgpt.providers.base import (
     ProviderError,
     StreamEvent,
     TextDelta,
+    TextRequest,
     ToolCall,
     ToolCallDelta,
     UnsupportedParameter,
     Usage,
     check_params,
+    no_text_completions,
     stream_cut_error,
     text_of,
     timeout_error,
@@ -258,6 +260,10 @@ class AnthropicProvider:
         if kind == "message_delta" and event.delta.stop_reason:
             return [Finish(STOP_REASONS.get(event.delta.stop_reason, "stop"))]
         return []
+
+    async def stream_text(self, request: TextRequest) -> AsyncGenerator[list[StreamEvent], None]:
+        raise no_text_completions(self.name, request.model)
+        yield []  # pragma: no cover - makes this an async generator
 
     async def list_models(self) -> list[ModelInfo]:
         try:

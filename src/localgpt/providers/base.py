@@ -23,6 +23,15 @@ class ChatRequest:
 
 
 @dataclass(slots=True)
+class TextRequest:
+    """A legacy text completion: a prompt (or several), an optional suffix to fill in before."""
+
+    model: str
+    prompt: str | list[Any]
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class TextDelta:
     text: str
     choice: int = 0
@@ -105,6 +114,10 @@ class Provider(Protocol):
         Raise ``ProviderError`` on failure. Batches let the API turn a burst of tokens into
         one write to the client.
         """
+        ...
+
+    def stream_text(self, request: TextRequest) -> AsyncGenerator[list[StreamEvent], None]:
+        """A legacy text completion (``/v1/completions``); providers without one raise 404."""
         ...
 
     async def list_models(self) -> list[ModelInfo]: ...
@@ -284,4 +297,16 @@ def text_of(content: Any) -> str:
         part.get("text") or part.get("refusal") or ""
         for part in content
         if part.get("type") in ("text", "refusal")
+    )
+
+
+def no_text_completions(provider: str, model: str) -> ProviderError:
+    """What OpenAI answers when a chat-only model is asked for a legacy completion."""
+    return ProviderError(
+        f"The model '{model}' ({provider}) is a chat model and not supported in the "
+        "v1/completions endpoint. Did you mean to use v1/chat/completions?",
+        status=404,
+        type="invalid_request_error",
+        code="model_not_supported",
+        param="model",
     )

@@ -32,6 +32,7 @@ from localgpt.providers.base import (
     ProviderError,
     StreamEvent,
     TextDelta,
+    TextRequest,
     ToolCall,
     ToolCallDelta,
     UnsupportedParameter,
@@ -45,7 +46,7 @@ from localgpt.providers.local_models import (
     prepare,
     sha256_of,
 )
-from localgpt.providers.openai_format import parse_chunk
+from localgpt.providers.openai_format import parse_chunk, parse_text_chunk
 
 log = logging.getLogger("localgpt.providers.local")
 
@@ -88,6 +89,33 @@ PASSTHROUGH = (
     "response_format",
     "logit_bias",
 )
+TEXT_SUPPORTED = frozenset(
+    {
+        "suffix",
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "top_k",
+        "min_p",
+        "repeat_penalty",
+        "presence_penalty",
+        "frequency_penalty",
+        "stop",
+        "seed",
+        "logprobs",
+        "logit_bias",
+        "n",
+        "best_of",
+        "echo",
+    }
+)
+# Fill-in-the-middle prompt formats, by model family.
+FIM_TEMPLATES = {
+    "qwen": "<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>",
+    "starcoder": "<fim_prefix>{prefix}<fim_suffix>{suffix}<fim_middle>",
+    "codellama": "<PRE> {prefix} <SUF>{suffix} <MID>",
+    "deepseek": "<｜fim▁begin｜>{prefix}<｜fim▁hole｜>{suffix}<｜fim▁end｜>",
+}
 _DONE = object()
 
 
@@ -292,6 +320,57 @@ class LocalProvider:
             engine.close()
         self._engines.clear()
 
+    # --- text completions -----------------------------------------------------------
+
+    def _fim_template(self, model: str) -> str | None:
+        if model == self._configured:
+            family = self.config.fim
+        else:
+            family = "qwen" if model.startswith("qwen2.5-coder") else None
+        return FIM_TEMPLATES.get(family) if family else None
+
+    async def stream_text(self, request: TextRequest) -> AsyncGenerator[list[StreamEvent], None]:
+        params = request.params
+        check_params(params, TEXT_SUPPORTED, "local")
+        for key, neutral in (("n", 1), ("best_of", 1), ("echo", False)):
+            if params.get(key, neutral) != neutral:
+                raise UnsupportedParameter(key, f"Local models do not support '{key}'.")
+        prompt: Any = request.prompt
+        suffix = params.get("suffix")
+        if suffix:
+            template = self._fim_template(request.model)
+            if template is None:
+                raise UnsupportedParameter(
+                    "suffix",
+                    f"The model local/{request.model} has no fill-in-the-middle "
+                    'format; set fim = "qwen" (or starcoder, codellama, deepseek) in '
+                    "[providers.local] if it has one.",
+                )
+            if not isinstance(prompt, str):
+                raise UnsupportedParameter("prompt", "With a suffix, the prompt must be text.")
+            prompt = template.format(prefix=prompt, suffix=suffix)
+        body: dict[str, Any] = {k: params[k] for k in PASSTHROUGH if k in params}
+        body.update(
+            prompt=prompt,
+            max_tokens=params.get("max_tokens", 16),
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        if "seed" in params:
+            body["cache_prompt"] = False
+        engine = await self.engine(request.model)
+        offsets: dict[int, int] = {}  # characters generated so far, per choice
+        async for batch in _events(
+            engine.run("handle_completions", body), self.name, parse_text_chunk
+        ):
+            for event in batch:
+                if isinstance(event, TextDelta):
+                    start = offsets.get(event.choice, 0)
+                    offsets[event.choice] = start + len(event.text)
+                    if event.logprobs:
+                        event.logprobs = legacy_logprobs(event.logprobs, start)
+            yield batch
+
     # --- chat -----------------------------------------------------------------------
 
     def _body(self, request: ChatRequest) -> dict[str, Any]:
@@ -442,7 +521,9 @@ def _decision_events(
 
 
 async def _events(
-    chunks: AsyncGenerator[list[dict[str, Any]], None], provider: str
+    chunks: AsyncGenerator[list[dict[str, Any]], None],
+    provider: str,
+    parse: Callable[[dict[str, Any]], list[StreamEvent]] = parse_chunk,
 ) -> AsyncGenerator[list[StreamEvent], None]:
     try:
         async for batch in chunks:
@@ -450,11 +531,28 @@ async def _events(
             for chunk in batch:
                 if "error" in chunk:
                     raise _runtime_error(chunk["error"], provider)
-                events += parse_chunk(chunk)
+                events += parse(chunk)
             if events:
                 yield events
     finally:
         await chunks.aclose()
+
+
+def legacy_logprobs(chat: Any, offset: int) -> dict[str, Any]:
+    """llama.cpp reports logprobs in the chat shape; legacy completions use parallel lists."""
+    tokens = chat.get("content") or [] if isinstance(chat, dict) else []
+    offsets = []
+    for token in tokens:
+        offsets.append(offset)
+        offset += len(token["token"])
+    return {
+        "tokens": [t["token"] for t in tokens],
+        "token_logprobs": [t["logprob"] for t in tokens],
+        "top_logprobs": [
+            {top["token"]: top["logprob"] for top in t.get("top_logprobs") or ()} for t in tokens
+        ],
+        "text_offset": offsets,
+    }
 
 
 def _runtime_error(error: Any, provider: str) -> ProviderError:

@@ -23,11 +23,13 @@ from localgpt.providers.base import (
     ProviderError,
     StreamEvent,
     TextDelta,
+    TextRequest,
     ToolCall,
     ToolCallDelta,
     UnsupportedParameter,
     Usage,
     check_params,
+    no_text_completions,
     stream_cut_error,
     text_of,
 )
@@ -185,6 +187,10 @@ class OllamaProvider:
                 if done:
                     return
             raise stream_cut_error(self.name)
+
+    async def stream_text(self, request: TextRequest) -> AsyncGenerator[list[StreamEvent], None]:
+        raise no_text_completions(self.name, request.model)
+        yield []  # pragma: no cover - makes this an async generator
 
     async def list_models(self) -> list[ModelInfo]:
         data = await self.http.get_json(f"{self.endpoint}/api/tags", timeout=3.0)

@@ -7,7 +7,7 @@ into provider events so that every provider's stream leaves the API in the same 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import orjson
@@ -19,10 +19,11 @@ from localgpt.providers.base import (
     ModelInfo,
     ProviderError,
     StreamEvent,
+    TextRequest,
     stream_cut_error,
 )
 from localgpt.providers.http import HTTPClient, SSEParser, drain, iter_lines
-from localgpt.providers.openai_format import parse_chunk, parse_completion
+from localgpt.providers.openai_format import parse_chunk, parse_completion, parse_text_chunk
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -38,6 +39,7 @@ class OpenAIProvider:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.http = HTTPClient(name, config, headers)
         self._chat_url = f"{self.base_url}/chat/completions"
+        self._text_url = f"{self.base_url}/completions"
         self._extra_models = config.models
 
     def _body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
@@ -64,25 +66,44 @@ class OpenAIProvider:
             ) from None
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[list[StreamEvent], None]:
-        async with self.http.request("POST", self._chat_url, self._body(request, True)) as resp:
+        async for batch in self._sse(self._chat_url, self._body(request, True), parse_chunk):
+            yield batch
+
+    async def stream_text(self, request: TextRequest) -> AsyncGenerator[list[StreamEvent], None]:
+        body = {
+            "model": request.model,
+            "prompt": request.prompt,
+            **request.params,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        async for batch in self._sse(self._text_url, body, parse_text_chunk):
+            yield batch
+
+    async def _sse(
+        self, url: str, body: dict[str, Any], parse: Callable[[dict[str, Any]], list[StreamEvent]]
+    ) -> AsyncGenerator[list[StreamEvent], None]:
+        async with self.http.request("POST", url, body) as resp:
             parser = SSEParser()
             async for lines in iter_lines(resp, self.name):
                 batch: list[StreamEvent] = []
                 for payload in parser.feed(lines):
-                    batch += self._events(payload)
+                    batch += self._events(payload, parse)
                 if batch:
                     yield batch
                 if parser.done:
                     break
             if not parser.done:
-                tail = [e for payload in parser.flush() for e in self._events(payload)]
+                tail = [e for payload in parser.flush() for e in self._events(payload, parse)]
                 if tail:
                     yield tail
                 if not parser.done:
                     raise stream_cut_error(self.name)
             await drain(resp)
 
-    def _events(self, payload: bytes) -> list[StreamEvent]:
+    def _events(
+        self, payload: bytes, parse: Callable[[dict[str, Any]], list[StreamEvent]]
+    ) -> list[StreamEvent]:
         try:
             chunk = orjson.loads(payload)
         except orjson.JSONDecodeError:
@@ -99,7 +120,7 @@ class OpenAIProvider:
                 status=502,
                 code="upstream_error",
             )
-        return parse_chunk(chunk)
+        return parse(chunk)
 
     async def list_models(self) -> list[ModelInfo]:
         data = await self.http.get_json(f"{self.base_url}/models", timeout=3.0)

@@ -88,3 +88,18 @@ def parse_chunk(chunk: dict[str, Any]) -> list[StreamEvent]:
     if usage is not None:
         events.append(usage)
     return events
+
+
+def parse_text_chunk(chunk: dict[str, Any]) -> list[StreamEvent]:
+    """A legacy ``text_completion`` chunk (or whole answer) into events."""
+    events: list[StreamEvent] = []
+    for raw in chunk.get("choices") or ():
+        index = raw.get("index", 0)
+        if raw.get("text"):
+            events.append(TextDelta(raw["text"], index, raw.get("logprobs")))
+        if raw.get("finish_reason"):
+            events.append(Finish(raw["finish_reason"], index))
+    usage = parse_usage(chunk.get("usage"))
+    if usage is not None:
+        events.append(usage)
+    return events

@@ -22,6 +22,7 @@ from localgpt.providers.base import (
     Provider,
     ProviderError,
     StreamEvent,
+    TextRequest,
 )
 
 BUILTIN_ALIASES = {
@@ -171,15 +172,20 @@ class Router:
                     break
         raise _exhausted(errors)
 
-    async def open_stream(self, model: str, request: ChatRequest) -> tuple[Route, EventBatches]:
-        """Start a stream and wait for its first events, failing over until then."""
+    async def open_stream(
+        self, model: str, request: ChatRequest | TextRequest, method: str = "stream"
+    ) -> tuple[Route, EventBatches]:
+        """Start a stream and wait for its first events, failing over until then.
+
+        ``method`` is ``stream`` for chat, ``stream_text`` for a legacy text completion.
+        """
         routes = self.candidates(model)
         errors: list[tuple[Route, ProviderError]] = []
         for route in routes:
             stream: EventBatches | None = None
             try:
                 provider = self.provider(route.provider)
-                stream = provider.stream(replace(request, model=route.model))
+                stream = getattr(provider, method)(replace(request, model=route.model))
                 first = await anext(stream)
                 return route, _prepend(first, stream)
             except StopAsyncIteration:

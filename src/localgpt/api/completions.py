@@ -1,0 +1,50 @@
+"""``POST /v1/completions``: the legacy text endpoint, with ``suffix`` for fill-in-the-middle.
+
+Editors such as Continue use it for autocomplete. It takes raw text and gives raw text back:
+no assistant prompt is added, whatever the mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from localgpt.api.chat import openapi_body, parse_body, request_params
+from localgpt.api.protocol import CompletionRequest
+from localgpt.api.render import TextStreamRenderer, collect_text, render_stream
+from localgpt.api.state import AppState
+from localgpt.api.streaming import DisconnectWatch, EventStreamResponse
+
+router = APIRouter()
+
+
+@router.post(
+    "/v1/completions",
+    openapi_extra=openapi_body(CompletionRequest),
+    summary="Create a text completion",
+    response_class=Response,
+)
+async def completions(request: Request) -> Response:
+    state: AppState = request.app.state.localgpt
+    raw = parse_body(await request.body(), CompletionRequest)
+    params = request_params(raw)
+    params.pop("prompt", None)
+    watch = DisconnectWatch(request.receive)
+    try:
+        route, batches = await state.agent.open_text_stream(raw["model"], raw["prompt"], params)
+        if raw.get("stream"):
+            include_usage = bool((raw.get("stream_options") or {}).get("include_usage"))
+            renderer = TextStreamRenderer(route.id, include_usage)
+            return EventStreamResponse(render_stream(batches, renderer), watch)
+        body = await collect_text(batches, route.id)
+    except asyncio.CancelledError:
+        if watch.absorb():
+            return Response(status_code=499)
+        raise
+    except BaseException:
+        watch.stop()
+        raise
+    watch.stop()
+    return Response(body, media_type="application/json")
