@@ -454,6 +454,9 @@ class LocalProvider:
     ) -> AsyncGenerator[list[StreamEvent], None]:
         """Decide under a grammar whether to call tools; answer in text if not."""
         parallel = request.params.get("parallel_tool_calls", True) is not False
+        body["messages"] = local_tools.with_listing(
+            body["messages"], local_tools.tool_listing(tools)
+        )
         decide = {
             k: v
             for k, v in body.items()
@@ -461,7 +464,7 @@ class LocalProvider:
         }
         decide["messages"] = [
             *body["messages"],
-            {"role": "system", "content": local_tools.decision_prompt(tools, choice, parallel)},
+            {"role": "system", "content": local_tools.decision_rule(choice, parallel)},
         ]
         decide["temperature"] = 0.0
         decide["response_format"] = {

@@ -54,16 +54,39 @@ def decision_schema(
     return {"anyOf": options}
 
 
-def decision_prompt(tools: list[dict[str, Any]], choice: Any, parallel: bool) -> str:
-    lines = ["You can call these tools:"]
+def tool_listing(tools: list[dict[str, Any]]) -> str:
+    """The tools, described once near the start of the prompt.
+
+    It sits in the stable prefix (after the leading system messages), so llama.cpp's prompt
+    cache holds it across requests that offer the same tools: only the new turn and the short
+    decision rule are evaluated each time.
+    """
+    lines = [
+        "Tools exist for this conversation; a separate step decides with JSON when to "
+        "call them. Never write tool calls in an answer. The tools:"
+    ]
     for tool in tools:
         fn = tool["function"]
         params = json.dumps(fn.get("parameters") or {}, separators=(",", ":"))
         lines.append(f"- {fn['name']}: {fn.get('description') or ''} Parameters: {params}")
+    return "\n".join(lines)
+
+
+def with_listing(messages: list[dict[str, Any]], listing: str) -> list[dict[str, Any]]:
+    """Insert the tool listing after the leading system messages."""
+    at = 0
+    while at < len(messages) and messages[at].get("role") in ("system", "developer"):
+        at += 1
+    return [*messages[:at], {"role": "system", "content": listing}, *messages[at:]]
+
+
+def decision_rule(choice: Any, parallel: bool) -> str:
+    """The last message of the decision step: what to reply, as JSON."""
     if isinstance(choice, dict):
+        name = choice["function"]["name"]
         rule = (
-            f"Call the tool {choice['function']['name']}: reply with JSON only, "
-            f'{{"tool": "{choice["function"]["name"]}", "arguments": {{...}}}}.'
+            f'Call the tool {name}: reply with JSON only, {{"tool": "{name}", '
+            '"arguments": {...}}.'
         )
     elif choice == "required":
         rule = (
@@ -72,15 +95,14 @@ def decision_prompt(tools: list[dict[str, Any]], choice: Any, parallel: bool) ->
         )
     else:
         rule = (
-            "Decide whether answering the last message needs one of these tools. Reply "
+            "Decide whether answering the last message needs one of the tools. Reply "
             'with JSON only: {"tool": "<name>", "arguments": {...}} to call a tool, or '
             '{"tool": "none"} if no tool is needed, none fits, or the conversation already '
             "holds the tool results needed."
         )
     if parallel:
         rule += " To call several tools at once, reply with a JSON list of such objects."
-    lines.append(rule)
-    return "\n".join(lines)
+    return rule
 
 
 @dataclass
