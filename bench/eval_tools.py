@@ -20,8 +20,14 @@ import openai
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-TYPES = {"string": str, "number": (int, float), "integer": int, "boolean": bool,
-         "object": dict, "array": list}
+TYPES = {
+    "string": str,
+    "number": (int, float),
+    "integer": int,
+    "boolean": bool,
+    "object": dict,
+    "array": list,
+}
 
 
 def valid_arguments(raw: str, schema: dict[str, Any]) -> bool:
@@ -52,27 +58,46 @@ def evaluate(client: openai.OpenAI, model: str, data: dict[str, Any]) -> dict[st
     for case in data["cases"]:
         start = time.perf_counter()
         resp = client.chat.completions.create(
-            model=model, messages=[{"role": "user", "content": case["prompt"]}], tools=tools,
-            temperature=0, max_tokens=64)
+            model=model,
+            messages=[{"role": "user", "content": case["prompt"]}],
+            tools=tools,
+            temperature=0,
+            max_tokens=64,
+        )
         calls = resp.choices[0].message.tool_calls or []
         chosen = calls[0].function.name if calls else None
-        valid = all(valid_arguments(c.function.arguments, schemas[c.function.name])
-                    for c in calls)
-        matches = bool(calls) and all(
-            expected in str(json.loads(calls[0].function.arguments).get(key, "")).lower()
-            for key, expected in case.get("expect", {}).items()) if valid else False
-        rows.append({"prompt": case["prompt"], "expected": case["tool"], "chosen": chosen,
-                     "correct": chosen == case["tool"], "valid": valid,
-                     "arguments": calls[0].function.arguments if calls else None,
-                     "values_match": matches if case["tool"] else None,
-                     "seconds": time.perf_counter() - start})
+        valid = all(valid_arguments(c.function.arguments, schemas[c.function.name]) for c in calls)
+        matches = (
+            bool(calls)
+            and all(
+                expected in str(json.loads(calls[0].function.arguments).get(key, "")).lower()
+                for key, expected in case.get("expect", {}).items()
+            )
+            if valid
+            else False
+        )
+        rows.append(
+            {
+                "prompt": case["prompt"],
+                "expected": case["tool"],
+                "chosen": chosen,
+                "correct": chosen == case["tool"],
+                "valid": valid,
+                "arguments": calls[0].function.arguments if calls else None,
+                "values_match": matches if case["tool"] else None,
+                "seconds": time.perf_counter() - start,
+            }
+        )
         mark = "ok " if chosen == case["tool"] else "BAD"
-        print(f"  {mark} {rows[-1]['seconds']:5.1f}s  {case['prompt'][:60]:<60} -> {chosen}",
-              flush=True)
+        print(
+            f"  {mark} {rows[-1]['seconds']:5.1f}s  {case['prompt'][:60]:<60} -> {chosen}",
+            flush=True,
+        )
     tool_rows = [r for r in rows if r["expected"]]
     called = [r for r in rows if r["chosen"]]
     return {
-        "model": model, "cases": len(rows),
+        "model": model,
+        "cases": len(rows),
         "correct_choice": sum(r["correct"] for r in rows) / len(rows),
         "valid_arguments": sum(r["valid"] for r in called) / max(len(called), 1),
         "values_match": sum(bool(r["values_match"]) for r in tool_rows) / max(len(tool_rows), 1),
@@ -102,14 +127,18 @@ def main() -> None:
         url = server.url
     try:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0, timeout=600)
-        print(f"tool-use evaluation: {len(data['cases'])} cases, {len(data['tools'])} tools, "
-              f"{args.model}")
+        print(
+            f"tool-use evaluation: {len(data['cases'])} cases, {len(data['tools'])} tools, "
+            f"{args.model}"
+        )
         result = evaluate(client, args.model, data)
     finally:
         if server is not None:
             server.stop()
-    print(f"correct tool choices: {result['correct_choice']:.0%} "
-          f"({round(result['correct_choice'] * result['cases'])}/{result['cases']})")
+    print(
+        f"correct tool choices: {result['correct_choice']:.0%} "
+        f"({round(result['correct_choice'] * result['cases'])}/{result['cases']})"
+    )
     print(f"valid arguments:      {result['valid_arguments']:.0%}")
     print(f"expected values:      {result['values_match']:.0%} of tool cases")
     out = ROOT / ".bench" / "eval_tools.json"

@@ -19,6 +19,7 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per scenario")
     parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM comparison")
+    parser.add_argument("--threads", type=int, default=0, help="local model threads (0: all)")
     args = parser.parse_args()
     results: dict[str, object] = {}
     for section in args.only.split(","):
@@ -28,6 +29,10 @@ def main() -> None:
             )
             results["gateway"] = gateway.run(args.duration, not args.no_litellm)
             print(gateway.table(results["gateway"]), flush=True)  # type: ignore[arg-type]
+        elif section == "local":
+            print("\n== local model: localgpt API vs. the runtime called directly ==", flush=True)
+            results["local"] = local.run(args.threads)
+            print(local.table(results["local"]), flush=True)
     out = gateway.WORK / "results.json"
     out.write_text(json.dumps(results, indent=2))
     print(f"\nsaved {out}")
