@@ -9,9 +9,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import gateway
+from bench import gateway, local
 
-SECTIONS = ("gateway",)
+SECTIONS = ("gateway", "local")
 
 
 def main() -> None:
