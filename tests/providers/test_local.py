@@ -317,3 +317,35 @@ def test_default_model_answers_tools_and_json(servers: Callable[[str], Server]) 
     )
     assert fim.choices[0].text.startswith("return a + b")
     assert httpx.get(f"{server.url}/health", timeout=5).status_code == 200
+
+
+def listening_tcp_ports(pid: int) -> set[int]:
+    """The TCP ports a process listens on, read from /proc."""
+    import os
+    from pathlib import Path
+
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_runtime_listener_is_not_reachable_over_tcp(local: Server) -> None:
+    """llama.cpp's own HTTP server is on a private unix socket, not on any TCP port."""
+    assert (
+        post_chat(local.url, {"model": SMOLLM, "messages": user("hi"), "max_tokens": 2}).status_code
+        == 200
+    )  # the model is loaded
+    own_port = int(local.url.rsplit(":", 1)[1])
+    assert listening_tcp_ports(local.process.pid) == {own_port}
