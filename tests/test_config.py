@@ -27,7 +27,7 @@ def test_defaults_match_upstream() -> None:
     assert config.agent.max_tokens == 4096 and config.agent.max_tool_repeats == 3
     assert config.server.port == 31327 and config.server.bind == "127.0.0.1"
     assert config.server.max_request_body == 10 * 1024 * 1024
-    assert config.memory.chunk_size == 400 and config.memory.chunk_overlap == 80
+    assert config.memory.chunk_size == 240 and config.memory.chunk_overlap == 40
     assert config.tools.web_fetch_max_bytes == 10000 and config.tools.shell is False
     assert config.server.rate_limit.enabled is False  # unlike upstream: one local user
 

@@ -124,10 +124,13 @@ class ProviderConfig(_Section):
 
 
 class MemoryConfig(_Section):
-    workspace: str = "~/.local/share/localgpt/workspace"
+    # None: $XDG_DATA_HOME/localgpt/workspace (upstream's ~/.local/share/localgpt/workspace).
+    workspace: str | None = None
     embedding_provider: Literal["local", "none"] = "local"
-    chunk_size: int = Field(400, gt=0)
-    chunk_overlap: int = Field(80, ge=0)
+    # In embedder tokens. Upstream's 400 would leave every chunk's end past MiniLM's 256-token
+    # window, unembedded; 240 plus the special tokens fits it.
+    chunk_size: int = Field(240, gt=16, le=254)
+    chunk_overlap: int = Field(40, ge=0)
     temporal_decay_lambda: float = Field(0.0, ge=0)
 
 
@@ -194,6 +197,8 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _check(self) -> Config:
+        if self.memory.chunk_overlap >= self.memory.chunk_size:
+            raise ValueError("memory.chunk_overlap: must be smaller than memory.chunk_size")
         for name in self.providers:
             if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
                 raise ValueError(
@@ -219,7 +224,9 @@ class Config(_Section):
 
     @property
     def workspace(self) -> Path:
-        return Path(os.path.expanduser(self.memory.workspace))
+        if self.memory.workspace:
+            return Path(os.path.expanduser(self.memory.workspace))
+        return Paths.from_env().data_dir / "workspace"
 
 
 # --- Loading --------------------------------------------------------------------------------
