@@ -202,5 +202,5 @@ context_size = 4096
 
 @pytest.fixture
 def local(servers: Callable[[str], Server]) -> Server:
-    """A server in front of SmolLM2-135M: fast, for tests of plumbing, not of answers."""
-    return servers(local_config())
+    """A gateway in front of SmolLM2-135M: fast, for tests of the provider, not of answers."""
+    return servers(local_config(gateway=True))

@@ -154,6 +154,8 @@ class ServerConfig(_Section):
 class ToolsConfig(_Section):
     bash_timeout_ms: int = Field(30_000, gt=0)
     web_fetch_max_bytes: int = Field(10_000, gt=0)
+    # host:port pairs web_fetch may reach although they are not public (an intranet wiki).
+    web_fetch_allow: list[str] = []
     shell: bool = False
     file_write: bool = False
 

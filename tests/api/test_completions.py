@@ -113,7 +113,7 @@ def test_bad_completion_requests(gateway: Server) -> None:
 def test_local_text_completion_streams_and_refuses_unknown_fim(
     servers: Callable[[str], Server],
 ) -> None:
-    server = servers(local_config())
+    server = servers(local_config(gateway=True))
     client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0, timeout=120)
     pieces = [
         c.choices[0].text

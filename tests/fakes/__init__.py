@@ -8,6 +8,7 @@ delays, a stream cut mid-way) and reads back what the fake received and when a c
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -75,6 +76,8 @@ class FakeServer:
 
     def __init__(self) -> None:
         self.scripts: dict[str, list[Script]] = {}
+        # (text, script): a request whose messages contain the text gets the script, first.
+        self.rules: list[tuple[str, Script]] = []
         self.requests: list[Received] = []
         self.disconnects: list[tuple[str, float]] = []
         self.models: list[str] = ["fake-model"]
@@ -89,13 +92,19 @@ class FakeServer:
         """Queue answers for ``model``; the last one repeats."""
         self.scripts[model] = list(scripts)
 
-    def next_script(self, model: str) -> Script:
+    def next_script(self, model: str, body: Any = None) -> Script:
+        if self.rules and body is not None:
+            text = json.dumps(body)
+            for needle, script in self.rules:
+                if needle in text:
+                    return script
         queue = self.scripts.get(model)
         if not queue:
             return Script()
         return queue.pop(0) if len(queue) > 1 else queue[0]
 
     def reset(self) -> None:
+        self.rules.clear()
         self.scripts.clear()
         self.requests.clear()
         self.disconnects.clear()

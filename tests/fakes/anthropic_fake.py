@@ -46,7 +46,7 @@ class FakeAnthropic(FakeServer):
     async def messages(self, request: web.Request) -> web.StreamResponse:
         body = await self.record(request)
         model = body.get("model", "")
-        script = self.next_script(model)
+        script = self.next_script(model, body)
         if script.first_delay and not await self.wait_or_disconnect(
             request, script.first_delay, model
         ):

@@ -37,7 +37,7 @@ class FakeOllama(FakeServer):
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await self.record(request)
         model = body.get("model", "")
-        script = self.next_script(model)
+        script = self.next_script(model, body)
         if script.first_delay and not await self.wait_or_disconnect(
             request, script.first_delay, model
         ):

@@ -27,7 +27,7 @@ class FakeOpenAI(FakeServer):
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await self.record(request)
         model = body.get("model", "")
-        script = self.next_script(model)
+        script = self.next_script(model, body)
         if script.first_delay and not await self.wait_or_disconnect(
             request, script.first_delay, model
         ):
@@ -151,7 +151,7 @@ class FakeOpenAI(FakeServer):
     async def text(self, request: web.Request) -> web.StreamResponse:
         body = await self.record(request)
         model = body.get("model", "")
-        script = self.next_script(model)
+        script = self.next_script(model, body)
         if script.status >= 400:
             error = script.error or {
                 "error": {

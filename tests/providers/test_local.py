@@ -54,9 +54,10 @@ def test_streaming_arrives_token_by_token(local: Server) -> None:
         local.url,
         {
             "model": SMOLLM,
-            "messages": user("Count from 1 to 20."),
+            "messages": user("Count from 1 to 20, separated by commas."),
             "stream": True,
             "max_tokens": 40,
+            "temperature": 0,
             "stream_options": {"include_usage": True},
         },
     )

@@ -1,32 +1,205 @@
 """The assistant layer between the API and the providers.
 
-It adds LocalGPT's identity and safety prompt ahead of the client's messages; in gateway mode
-it passes requests through untouched. Memory, tools and workspace context extend it later.
+Every request gets LocalGPT's system prompt first (identity, safety, tools, then the
+workspace context); the client's own system messages follow it. With a memory, the assistant
+also offers its server tools next to the client's tools and runs the tool loop:
+
+- a model turn that calls only server tools: they run here, their results go back to the
+  model, and the loop continues; the client sees only the text and keep-alives meanwhile;
+- a turn that calls client tools, alone or with server tools: the server tools run, and the
+  client gets its calls with ``finish_reason: "tool_calls"``. The server calls and results of
+  the whole request are kept (``ToolStash``) under the client's call ids and, when the client
+  sends its results back, put back in place, so the model never loses what its own tools
+  found; the same holds for a plain text answer that followed server tools;
+- usage is summed over every model call of the loop.
+
+In gateway mode it passes requests through untouched.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
 import re
+import time
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from localgpt.agent.events import AgentEvent, KeepAlive, ToolEnd, ToolStart, tool_message
 from localgpt.agent.prompt import system_prompt
+from localgpt.agent.tools import Permissions, Toolbox, ToolError
 from localgpt.config import Config
-from localgpt.providers.base import ChatRequest, Completion, ProviderError, TextRequest
+from localgpt.memory.manager import Memory
+from localgpt.providers.base import (
+    ChatRequest,
+    Completion,
+    Finish,
+    ProviderError,
+    TextDelta,
+    TextRequest,
+    ToolCall,
+    ToolCallDelta,
+    collect,
+)
 from localgpt.providers.router import EventBatches, Route, Router
+
+AgentBatches = AsyncGenerator[Sequence[AgentEvent], None]
+MAX_TURNS = 8
+KEEPALIVE_SECONDS = 5.0
+
+
+class ToolStash:
+    """Server tool calls and results of finished requests, to put back into the next one."""
+
+    def __init__(self, size: int = 1024, ttl: float = 6 * 3600) -> None:
+        self._items: OrderedDict[str, tuple[float, list[dict[str, Any]]]] = OrderedDict()
+        self._size = size
+        self._ttl = ttl
+
+    def put(self, key: str, messages: list[dict[str, Any]]) -> None:
+        self._items[key] = (time.monotonic() + self._ttl, messages)
+        self._items.move_to_end(key)
+        while len(self._items) > self._size:
+            self._items.popitem(last=False)
+
+    def get(self, key: str) -> list[dict[str, Any]] | None:
+        found = self._items.get(key)
+        if found is None or found[0] < time.monotonic():
+            return None
+        return found[1]
+
+    def restore(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Replace each assistant message the stash knows with the full turn(s) it stood for."""
+        if not self._items:
+            return messages
+        out: list[dict[str, Any]] = []
+        for message in messages:
+            segment = None
+            if message.get("role") == "assistant":
+                calls = message.get("tool_calls") or ()
+                segment = (
+                    self.get(calls[0]["id"])
+                    if calls
+                    else self.get(text_key(message.get("content")))
+                )
+            out.extend(segment if segment is not None else [message])
+        return out
+
+
+def text_key(content: Any) -> str:
+    text = content if isinstance(content, str) else json.dumps(content)
+    return "text:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class Turn:
+    """What one model call produced, as far as the loop is concerned.
+
+    Calls are keyed by the provider's index. Client calls end the loop, so they only occur
+    in the last turn and are numbered from 0 for the client, in the order they came.
+    """
+
+    text: list[str] = field(default_factory=list)
+    server: dict[int, ToolCall] = field(default_factory=dict)
+    client: dict[int, ToolCall] = field(default_factory=dict)
+    order: list[tuple[bool, int]] = field(default_factory=list)  # (is server call, index)
+    reason: str = "stop"
+
+    def route(self, event: AgentEvent, server_tools: set[str], out: list[AgentEvent]) -> None:
+        """Sort one provider event: server tool calls stay here, the rest goes on."""
+        if isinstance(event, TextDelta):
+            self.text.append(event.text)
+            out.append(event)
+        elif isinstance(event, ToolCallDelta):
+            self._call(event, server_tools, out)
+        elif isinstance(event, Finish):
+            self.reason = event.reason
+        else:
+            out.append(event)
+
+    def _call(self, event: ToolCallDelta, server_tools: set[str], out: list[AgentEvent]) -> None:
+        i = event.index
+        if i in self.server:
+            self.server[i].arguments += event.arguments
+            return
+        first = i not in self.client
+        if first:
+            call = ToolCall(event.id or _call_id(), event.name or "", "")
+            if call.name in server_tools:
+                call.arguments = event.arguments
+                self.server[i] = call
+                self.order.append((True, i))
+                return
+            self.client[i] = call
+            self.order.append((False, i))
+        call = self.client[i]
+        call.arguments += event.arguments
+        out.append(
+            ToolCallDelta(
+                list(self.client).index(i),
+                event.arguments,
+                call.id if first else None,
+                call.name if first else None,
+                event.choice,
+            )
+        )
 
 
 class Agent:
-    def __init__(self, config: Config, router: Router) -> None:
+    def __init__(self, config: Config, router: Router, memory: Memory | None = None) -> None:
         self.config = config
         self.router = router
+        self.memory = memory
         self.gateway = config.agent.gateway_mode
-        self._system = {"role": "system", "content": system_prompt()}
+        self.stash = ToolStash()
+        self._identity = system_prompt()
 
-    def prepare(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The messages a provider sees: ours first, then the client's, system included."""
+    # --- prompt -----------------------------------------------------------------------
+
+    def system_message(self, toolbox: Toolbox | None) -> dict[str, Any]:
+        """Identity and safety first (stable), then tools and workspace (stable-ish)."""
+        parts = [self._identity]
+        if self.memory is not None:
+            parts.append(
+                f"Your memory is a workspace of markdown files at {self.memory.workspace.root}."
+            )
+            if toolbox is not None:
+                names = ", ".join(d["function"]["name"] for d in toolbox.definitions)
+                parts.append(
+                    f"Your own tools: {names}. Search your memory before saying "
+                    "you do not know something about the user."
+                )
+            context = self.memory.context()
+            if context:
+                parts.append("Workspace context:\n" + context)
+        return {"role": "system", "content": "\n\n".join(parts)}
+
+    def prepare(
+        self,
+        messages: list[dict[str, Any]],
+        toolbox: Toolbox | None = None,
+        restore: bool = True,
+    ) -> list[dict[str, Any]]:
+        """The messages a provider sees: ours first, then the client's, system included.
+
+        ``restore`` puts back server tool turns the client's history cannot hold (native
+        sessions keep them themselves).
+        """
         if self.gateway:
             return messages
-        return [self._system, *messages]
+        history = self.stash.restore(messages) if restore else messages
+        return [self.system_message(toolbox), *history]
+
+    def toolbox(self, permissions: Permissions, params: dict[str, Any]) -> Toolbox | None:
+        """Server tools for this request, unless the client steers tool use itself."""
+        if self.gateway or self.memory is None or params.get("n", 1) != 1:
+            return None
+        if params.get("tool_choice") not in (None, "auto"):
+            return None
+        return Toolbox(self.config, self.memory, permissions)
 
     def _client_view(self, exc: ProviderError) -> ProviderError:
         """Point a ``messages[i]`` parameter at the client's message, not the shifted one."""
@@ -36,23 +209,55 @@ class Agent:
             exc.param = f"messages[{int(match.group(1)) - added}]{match.group(2)}"
         return exc
 
+    # --- the two entry points ---------------------------------------------------------
+
     async def complete(
-        self, model: str, messages: list[dict[str, Any]], params: dict[str, Any]
+        self,
+        model: str,
+        messages: list[dict[str, Any]],
+        params: dict[str, Any],
+        permissions: Permissions | None = None,
     ) -> tuple[Route, Completion]:
-        request = ChatRequest(model, self.prepare(messages), params)
-        try:
-            return await self.router.complete(model, request)
-        except ProviderError as exc:
-            raise self._client_view(exc) from None
+        toolbox = self.toolbox(permissions or Permissions(), params)
+        if toolbox is None:
+            request = ChatRequest(model, self.prepare(messages), params)
+            try:
+                return await self.router.complete(model, request)
+            except ProviderError as exc:
+                raise self._client_view(exc) from None
+        route, batches = await self.open_stream(model, messages, params, permissions)
+        return route, await collect(batches)
 
     async def open_stream(
-        self, model: str, messages: list[dict[str, Any]], params: dict[str, Any]
-    ) -> tuple[Route, EventBatches]:
-        request = ChatRequest(model, self.prepare(messages), params)
+        self,
+        model: str,
+        messages: list[dict[str, Any]],
+        params: dict[str, Any],
+        permissions: Permissions | None = None,
+        record: list[dict[str, Any]] | None = None,
+        toolbox: Toolbox | None = None,
+    ) -> tuple[Route, AgentBatches]:
+        """Start a reply. With ``record``, the messages the reply adds to the history (server
+        tool turns and the final answer) are appended to it instead of being stashed."""
+        toolbox = toolbox or self.toolbox(permissions or Permissions(), params)
+        prepared = self.prepare(messages, toolbox, restore=record is None)
+        check_context(prepared, params, self.router.context_window(model))
+        client_tools: list[dict[str, Any]] = params.get("tools") or []
+        shadowed = {t["function"]["name"] for t in client_tools}  # the client's own win
+        if toolbox is not None:
+            params = {**params, "tools": [*toolbox.without(shadowed), *client_tools]}
         try:
-            return await self.router.open_stream(model, request)
+            route, stream = await self.router.open_stream(
+                model, ChatRequest(model, prepared, params)
+            )
         except ProviderError as exc:
             raise self._client_view(exc) from None
+        if toolbox is None:
+            if record is None:
+                return route, stream
+            return route, _recorded(stream, record)
+        server_tools = set(toolbox.handlers) - shadowed
+        return route, self._loop(route, stream, prepared, params, toolbox, server_tools, record)
 
     async def open_text_stream(
         self, model: str, prompt: str | list[Any], params: dict[str, Any]
@@ -60,6 +265,201 @@ class Agent:
         """A legacy text completion: raw text in, raw text out, no assistant prompt."""
         request = TextRequest(model, prompt, params)
         return await self.router.open_stream(model, request, "stream_text")
+
+    # --- the tool loop ----------------------------------------------------------------
+
+    async def _loop(
+        self,
+        route: Route,
+        stream: EventBatches,
+        transcript: list[dict[str, Any]],
+        params: dict[str, Any],
+        toolbox: Toolbox,
+        server_tools: set[str],
+        record: list[dict[str, Any]] | None,
+    ) -> AgentBatches:
+        added: list[dict[str, Any]] = []  # what the server added to the client's history
+        repeats: dict[tuple[str, str], int] = {}
+        errors: dict[str, int] = {}
+        for turn_number in range(MAX_TURNS + 1):
+            turn = Turn()
+            try:
+                async for batch in stream:
+                    out: list[AgentEvent] = []
+                    for event in batch:
+                        turn.route(event, server_tools, out)
+                    if out:
+                        yield out
+            finally:
+                await stream.aclose()
+            if not turn.server:
+                segment = [*added, self._assistant_message(turn)]
+                if record is not None:
+                    record += segment
+                elif added:  # server tools ran: the client's history will lack them
+                    self._stash(turn, segment)
+                yield [Finish("tool_calls" if turn.client else turn.reason)]
+                return
+            assistant = self._assistant_message(turn)
+            results: list[dict[str, Any]] = []
+            calls = list(turn.server.values())
+            starts: list[AgentEvent] = [ToolStart(c.id, c.name, c.arguments) for c in calls]
+            yield [*starts, KeepAlive()]
+            async for done in self._run_tools(toolbox, calls, repeats, errors):
+                if isinstance(done, ToolEnd):
+                    results.append(tool_message(done.id, done.output))
+                yield [done]
+            added += [assistant, *results]
+            if turn.client:
+                if record is not None:
+                    record += added
+                else:
+                    self._stash(turn, added)
+                yield [Finish("tool_calls")]
+                return
+            transcript = [*transcript, assistant, *results]
+            blocked = {
+                name for name, count in errors.items() if count >= self.config.agent.max_tool_errors
+            }
+            next_params = {
+                **params,
+                "tools": [t for t in params["tools"] if t["function"]["name"] not in blocked],
+            }
+            if turn_number + 1 >= MAX_TURNS or not next_params["tools"]:
+                next_params = {
+                    k: v
+                    for k, v in params.items()
+                    if k not in ("tools", "tool_choice", "parallel_tool_calls")
+                }
+            provider = self.router.provider(route.provider)
+            stream = provider.stream(ChatRequest(route.model, transcript, next_params))
+
+    @staticmethod
+    def _assistant_message(turn: Turn) -> dict[str, Any]:
+        calls = [turn.server[i] if server else turn.client[i] for server, i in turn.order]
+        return {
+            "role": "assistant",
+            "content": "".join(turn.text) or None,
+            "tool_calls": [
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments or "{}"},
+                }
+                for c in calls
+            ],
+        }
+
+    def _stash(self, turn: Turn, segment: list[dict[str, Any]]) -> None:
+        """Keep the messages that stand for the client's last assistant message, under the
+        key its next request will carry: its first tool call's id, or its whole text."""
+        if turn.client:
+            self.stash.put(next(iter(turn.client.values())).id, segment)
+            return
+        text = "".join(m.get("content") or "" for m in segment if m["role"] == "assistant")
+        self.stash.put(text_key(text), segment)
+
+    async def _run_tools(
+        self,
+        toolbox: Toolbox,
+        calls: list[ToolCall],
+        repeats: dict[tuple[str, str], int],
+        errors: dict[str, int],
+    ) -> AsyncGenerator[AgentEvent, None]:
+        """Run one turn's server calls at once; keep-alives flow while they take long."""
+        limits = self.config.agent
+
+        async def one(call: ToolCall) -> ToolEnd:
+            key = (call.name, call.arguments)
+            repeats[key] = repeats.get(key, 0) + 1
+            if repeats[key] > limits.max_tool_repeats:
+                return ToolEnd(
+                    call.id,
+                    call.name,
+                    "Blocked: this exact call already ran "
+                    f"{limits.max_tool_repeats} times; use its earlier results.",
+                    True,
+                )
+            if errors.get(call.name, 0) >= limits.max_tool_errors:
+                return ToolEnd(
+                    call.id,
+                    call.name,
+                    f"Blocked: {call.name} failed {limits.max_tool_errors} times in a row.",
+                    True,
+                )
+            try:
+                output = await toolbox.run(call.name, call.arguments)
+            except ToolError as exc:
+                errors[call.name] = errors.get(call.name, 0) + 1
+                return ToolEnd(call.id, call.name, f"Error: {exc}", True)
+            errors[call.name] = 0
+            return ToolEnd(call.id, call.name, output)
+
+        tasks = [asyncio.ensure_future(one(c)) for c in calls]
+        try:
+            pending = set(tasks)
+            while pending:
+                _done, pending = await asyncio.wait(pending, timeout=KEEPALIVE_SECONDS)
+                if pending:
+                    yield KeepAlive()
+            for task in tasks:
+                yield task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+
+
+async def _recorded(stream: EventBatches, record: list[dict[str, Any]]) -> AgentBatches:
+    """Pass a plain reply through, and note the assistant message it makes."""
+    turn = Turn()
+    try:
+        async for batch in stream:
+            out: list[AgentEvent] = []
+            for event in batch:
+                turn.route(event, set(), out)
+            out += [Finish(turn.reason)] if any(isinstance(e, Finish) for e in batch) else []
+            yield out
+    finally:
+        await stream.aclose()
+    record.append(Agent._assistant_message(turn))
+
+
+def estimate_tokens(messages: list[dict[str, Any]], tools: Any = None) -> int:
+    """About four characters a token, plus a few per message for the chat template."""
+    chars = sum(
+        len(m.get("content") or "")
+        if isinstance(m.get("content"), str)
+        else len(json.dumps(m.get("content")))
+        for m in messages
+    )
+    chars += sum(len(json.dumps(m["tool_calls"])) for m in messages if m.get("tool_calls"))
+    if tools:
+        chars += len(json.dumps(tools))
+    return chars // 4 + 4 * len(messages)
+
+
+def check_context(
+    messages: list[dict[str, Any]], params: dict[str, Any], window: int | None
+) -> None:
+    """OpenAI's 400 for a request that cannot fit the model's context, before any call."""
+    if window is None:
+        return
+    needed = estimate_tokens(messages, params.get("tools"))
+    if needed > window:
+        raise ProviderError(
+            f"This model's maximum context length is {window} tokens. However, your messages "
+            f"resulted in about {needed} tokens. Please reduce the length of the messages.",
+            status=400,
+            type="invalid_request_error",
+            code="context_length_exceeded",
+            param="messages",
+        )
+
+
+def _call_id() -> str:
+    import os
+
+    return "call_" + os.urandom(12).hex()
 
 
 _MESSAGE_PARAM = re.compile(r"messages\[(\d+)\](.*)")

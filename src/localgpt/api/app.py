@@ -13,7 +13,8 @@ from fastapi.openapi.utils import get_openapi
 from starlette.responses import Response
 
 from localgpt import __version__
-from localgpt.api import chat, completions, errors, models
+from localgpt.api import chat, completions, embeddings, errors, models, native
+from localgpt.api.embeddings import EmbeddingRequest
 from localgpt.api.protocol import ChatCompletionRequest, CompletionRequest
 from localgpt.api.state import AppState
 from localgpt.config import Config
@@ -28,11 +29,14 @@ def create_app(config: Config) -> FastAPI:
         # collector's scans, which otherwise add milliseconds to the tail of request latency.
         gc.collect()
         gc.freeze()
-        warm_up = asyncio.create_task(state.router.warm_up())
+        background = [asyncio.create_task(state.router.warm_up())]
+        if state.memory is not None:
+            background.append(asyncio.create_task(state.memory.start()))
         try:
             yield
         finally:
-            warm_up.cancel()
+            for task in background:
+                task.cancel()
             await state.aclose()
 
     app = FastAPI(
@@ -44,6 +48,8 @@ def create_app(config: Config) -> FastAPI:
     errors.install(app)
     app.include_router(chat.router)
     app.include_router(completions.router)
+    app.include_router(embeddings.router)
+    app.include_router(native.router)
     app.include_router(models.router)
 
     @app.get("/health", summary="Liveness", response_class=Response)
@@ -59,7 +65,7 @@ def create_app(config: Config) -> FastAPI:
                 routes=app.routes,
             )
             schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (ChatCompletionRequest, CompletionRequest):
+            for model in (ChatCompletionRequest, CompletionRequest, EmbeddingRequest):
                 ref = "#/components/schemas/{model}"
                 schemas.update(model.model_json_schema(ref_template=ref).get("$defs", {}))
             app.openapi_schema = schema

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
+from localgpt.agent.tools import Permissions
 from localgpt.api.errors import APIError, validation_error
 from localgpt.api.protocol import IGNORED_FIELDS, ChatCompletionRequest
 from localgpt.api.render import StreamRenderer, render_completion, render_stream
@@ -61,6 +62,12 @@ def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
+def permissions(request: Request) -> Permissions:
+    """What this caller may let the assistant do (the key's scope, once keys carry one)."""
+    found: Permissions | None = getattr(request.state, "permissions", None)
+    return found or Permissions()
+
+
 @router.post(
     "/v1/chat/completions",
     openapi_extra=openapi_body(ChatCompletionRequest),
@@ -76,7 +83,9 @@ async def chat_completions(request: Request) -> Response:
     watch = DisconnectWatch(request.receive)
     if raw.get("stream"):
         try:
-            route, batches = await state.agent.open_stream(model, messages, params)
+            route, batches = await state.agent.open_stream(
+                model, messages, params, permissions(request)
+            )
         except asyncio.CancelledError:
             if watch.absorb():
                 return Response(status_code=499)
@@ -88,7 +97,9 @@ async def chat_completions(request: Request) -> Response:
         renderer = StreamRenderer(route.id, include_usage)
         return EventStreamResponse(render_stream(batches, renderer), watch)
     try:
-        route, completion = await state.agent.complete(model, messages, params)
+        route, completion = await state.agent.complete(
+            model, messages, params, permissions(request)
+        )
     except asyncio.CancelledError:
         if watch.absorb():
             return Response(status_code=499)

@@ -149,7 +149,7 @@ def validation_error(errors: Sequence[Any]) -> APIError:
     # The deepest location is the most specific: for 'str | list' it is the list branch.
     err = max(errors, key=lambda e: len(e.get("loc", ())))
     loc = tuple(err.get("loc", ()))
-    if loc and loc[0] == "body":
+    if loc and loc[0] in ("body", "query", "path", "header"):
         loc = loc[1:]
     param = _param(loc) or None
     kind = err.get("type", "")

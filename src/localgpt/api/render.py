@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import orjson
 
+from localgpt.agent.events import AgentEvent, KeepAlive
 from localgpt.providers.base import (
     Completion,
     Finish,
@@ -131,7 +132,7 @@ class StreamRenderer:
             self._started.add(choice)
             out.append(self._chunk(choice, b'{"role":"assistant","content":""}'))
 
-    def render(self, events: list[StreamEvent]) -> bytes:
+    def render(self, events: Sequence[AgentEvent]) -> bytes:
         out: list[bytes] = []
         for event in events:
             if isinstance(event, TextDelta):
@@ -159,6 +160,8 @@ class StreamRenderer:
                 self._finish(event.choice, event.reason, out)
             elif isinstance(event, Usage):
                 self.usage = event if self.usage is None else self.usage + event
+            elif isinstance(event, KeepAlive):
+                out.append(b": keep-alive\n\n")  # an SSE comment: no chunk, no new field
         return b"".join(out)
 
     def _tool_delta(self, event: ToolCallDelta, out: list[bytes]) -> None:
@@ -224,7 +227,7 @@ class TextStreamRenderer:
     def _chunk(self, choice: dict[str, Any]) -> bytes:
         return self._prefix + orjson.dumps(choice) + self._suffix
 
-    def render(self, events: list[StreamEvent]) -> bytes:
+    def render(self, events: Sequence[AgentEvent]) -> bytes:
         out: list[bytes] = []
         for event in events:
             if isinstance(event, TextDelta) and event.choice not in self._finished:
@@ -311,7 +314,7 @@ def error_event(exc: ProviderError) -> bytes:
 
 
 async def render_stream(
-    batches: AsyncGenerator[list[StreamEvent], None],
+    batches: AsyncGenerator[Sequence[AgentEvent], None],
     renderer: StreamRenderer | TextStreamRenderer,
 ) -> AsyncGenerator[bytes, None]:
     try:

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from localgpt.agent.agent import Agent
-from localgpt.config import Config
+from localgpt.agent.conversation import Conversations
+from localgpt.agent.sessions import SessionStore
+from localgpt.config import Config, Paths
+from localgpt.memory.manager import Memory
 from localgpt.providers.catalog import Catalog
 from localgpt.providers.router import Router
+
+if TYPE_CHECKING:
+    from localgpt.memory.embedder import Embedder
 
 
 @dataclass
@@ -16,11 +23,31 @@ class AppState:
     router: Router
     agent: Agent
     catalog: Catalog
+    memory: Memory | None = None  # None in gateway mode: a pure proxy keeps nothing
+    conversations: Conversations | None = None
+    _embedder: Embedder | None = None
 
     @classmethod
     def build(cls, config: Config) -> AppState:
         router = Router(config)
-        return cls(config, router, Agent(config, router), Catalog(router))
+        if config.agent.gateway_mode:
+            return cls(config, router, Agent(config, router), Catalog(router))
+        memory = Memory(config)
+        agent = Agent(config, router, memory)
+        store = SessionStore(Paths.from_env().state_dir / "sessions")
+        return cls(config, router, agent, Catalog(router), memory, Conversations(agent, store))
+
+    def embedder(self) -> Embedder:
+        """The MiniLM embedder, shared with the memory when there is one."""
+        if self.memory is not None:
+            return self.memory.embedder()
+        if self._embedder is None:
+            from localgpt.memory.embedder import Embedder
+
+            self._embedder = Embedder()
+        return self._embedder
 
     async def aclose(self) -> None:
+        if self.memory is not None:
+            await self.memory.aclose()
         await self.router.aclose()

@@ -138,6 +138,26 @@ async def _ask(config: Config, model: str, messages: list[dict[str, Any]]) -> in
         await router.aclose()
 
 
+@app.command()
+def chat(
+    config_path: ConfigOption = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model id or alias.")] = None,
+    session: Annotated[
+        str | None, typer.Option("--session", "-s", help="Resume a session.")
+    ] = None,
+) -> None:
+    """Chat interactively, with memory and tools; the session is saved as you go."""
+    from rich.console import Console
+
+    from localgpt.cli.chat import ChatApp
+
+    config = load(config_path)
+    try:
+        asyncio.run(ChatApp(config, Console(), model).run(session))
+    except KeyboardInterrupt:
+        pass
+
+
 @app.command("models")
 def models_command(
     config_path: ConfigOption = None,

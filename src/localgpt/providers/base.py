@@ -7,7 +7,7 @@ forwards it almost untouched and the other providers translate from it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -309,4 +309,43 @@ def no_text_completions(provider: str, model: str) -> ProviderError:
         type="invalid_request_error",
         code="model_not_supported",
         param="model",
+    )
+
+
+async def collect(batches: AsyncGenerator[Sequence[Any], None]) -> Completion:
+    """A whole completion, gathered from a stream of event batches (one choice)."""
+    text: list[str] = []
+    calls: dict[int, ToolCall] = {}
+    reason = "stop"
+    usage: Usage | None = None
+    logprobs: list[Any] = []
+    try:
+        async for batch in batches:
+            for event in batch:
+                if isinstance(event, TextDelta):
+                    text.append(event.text)
+                    if isinstance(event.logprobs, dict):
+                        logprobs += event.logprobs.get("content") or []
+                elif isinstance(event, ToolCallDelta):
+                    call = calls.setdefault(event.index, ToolCall(event.id or "", "", ""))
+                    call.id = call.id or event.id or ""
+                    call.name = event.name or call.name
+                    call.arguments += event.arguments
+                elif isinstance(event, Finish):
+                    reason = event.reason
+                elif isinstance(event, Usage):
+                    usage = event if usage is None else usage + event
+    finally:
+        await batches.aclose()
+    content = "".join(text)
+    return Completion(
+        [
+            Choice(
+                content=content if content or not calls else None,
+                tool_calls=[calls[i] for i in sorted(calls)],
+                finish_reason=reason,
+                logprobs={"content": logprobs} if logprobs else None,
+            )
+        ],
+        usage,
     )

@@ -17,6 +17,7 @@ from localgpt.providers.router import Router
 log = logging.getLogger("localgpt.providers")
 
 STARTED = int(time.time())
+EMBEDDING_MODEL = "local/all-minilm-l6-v2"
 LIST_TIMEOUT = 3.0
 
 
@@ -99,6 +100,8 @@ class Catalog:
             config = self.router.configured(name)
             for model in config.models if config else ():
                 add(f"{name}/{model}", f"{name}/{model}", name)
+        if self.router.config.memory.embedding_provider == "local":
+            add(EMBEDDING_MODEL, EMBEDDING_MODEL, "local")  # for /v1/embeddings
         return list(entries.values())
 
     async def find(self, model_id: str) -> ModelEntry | None:

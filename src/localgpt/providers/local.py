@@ -25,7 +25,6 @@ from localgpt.config import ProviderConfig, local_model_name
 from localgpt.providers import local_tools
 from localgpt.providers.base import (
     ChatRequest,
-    Choice,
     Completion,
     Finish,
     ModelInfo,
@@ -33,11 +32,11 @@ from localgpt.providers.base import (
     StreamEvent,
     TextDelta,
     TextRequest,
-    ToolCall,
     ToolCallDelta,
     UnsupportedParameter,
     Usage,
     check_params,
+    collect,
 )
 from localgpt.providers.local_models import (
     PACKAGED,
@@ -116,6 +115,7 @@ FIM_TEMPLATES = {
     "codellama": "<PRE> {prefix} <SUF>{suffix} <MID>",
     "deepseek": "<｜fim▁begin｜>{prefix}<｜fim▁hole｜>{suffix}<｜fim▁end｜>",
 }
+DECISION_TOKENS = 1024
 _DONE = object()
 
 
@@ -400,37 +400,8 @@ class LocalProvider:
         return body
 
     async def complete(self, request: ChatRequest) -> Completion:
-        text: list[str] = []
-        calls: dict[int, ToolCall] = {}
-        reason = "stop"
-        usage: Usage | None = None
-        logprobs: list[Any] = []
-        async for batch in self.stream(request):
-            for event in batch:
-                if isinstance(event, TextDelta):
-                    text.append(event.text)
-                    if event.logprobs:
-                        logprobs += event.logprobs.get("content") or []
-                elif isinstance(event, ToolCallDelta):
-                    call = calls.setdefault(event.index, ToolCall(event.id or "", "", ""))
-                    call.name = event.name or call.name
-                    call.arguments += event.arguments
-                elif isinstance(event, Finish):
-                    reason = event.reason
-                elif isinstance(event, Usage):
-                    usage = event
-        content = "".join(text)
-        return Completion(
-            [
-                Choice(
-                    content=content if content or not calls else None,
-                    tool_calls=[calls[i] for i in sorted(calls)],
-                    finish_reason=reason,
-                    logprobs={"content": logprobs} if logprobs else None,
-                )
-            ],
-            usage,
-        )
+        # Streamed inside too: only a streamed generation can be stopped when a client leaves.
+        return await collect(self.stream(request))
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[list[StreamEvent], None]:
         body = self._body(request)
@@ -464,9 +435,11 @@ class LocalProvider:
         }
         decide["messages"] = [
             *body["messages"],
-            {"role": "system", "content": local_tools.decision_rule(choice, parallel)},
+            {"role": "system", "content": local_tools.decision_rule(choice)},
         ]
         decide["temperature"] = 0.0
+        # The decision has its own budget: the client's max_tokens is for the answer.
+        decide["max_tokens"] = DECISION_TOKENS
         decide["response_format"] = {
             "type": "json_schema",
             "json_schema": {
@@ -496,7 +469,16 @@ class LocalProvider:
             batch = _decision_events(events, calls, ids, usage)
             if batch:
                 yield batch
-        if calls.calls():
+        try:
+            decided = calls.calls()
+        except ValueError:
+            raise ProviderError(
+                f"local model {engine.name} did not finish its tool decision within "
+                f"{DECISION_TOKENS} tokens",
+                status=502,
+                code="upstream_error",
+            ) from None
+        if decided:
             yield [Finish("tool_calls"), usage]
             return
         # No tool fits: answer in text. The shared prefix is still in the prompt cache.

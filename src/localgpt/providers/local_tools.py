@@ -69,6 +69,11 @@ def tool_listing(tools: list[dict[str, Any]]) -> str:
         fn = tool["function"]
         params = json.dumps(fn.get("parameters") or {}, separators=(",", ":"))
         lines.append(f"- {fn['name']}: {fn.get('description') or ''} Parameters: {params}")
+    lines.append(
+        'A decision is JSON only: {"tool": "<name>", "arguments": {...}} to call a tool, or '
+        '{"tool": "none"} if no tool is needed, none fits, or the conversation already holds '
+        "the tool results needed; a JSON list of calls to call several tools at once."
+    )
     return "\n".join(lines)
 
 
@@ -80,29 +85,21 @@ def with_listing(messages: list[dict[str, Any]], listing: str) -> list[dict[str,
     return [*messages[:at], {"role": "system", "content": listing}, *messages[at:]]
 
 
-def decision_rule(choice: Any, parallel: bool) -> str:
+def decision_rule(choice: Any) -> str:
     """The last message of the decision step: what to reply, as JSON."""
+    # Short on purpose: the tool listing, in the cached prefix, explains the format; this
+    # part is evaluated anew on every request.
     if isinstance(choice, dict):
         name = choice["function"]["name"]
-        rule = (
-            f'Call the tool {name}: reply with JSON only, {{"tool": "{name}", '
-            '"arguments": {...}}.'
+        return (
+            f'Call the tool {name}: reply with JSON only, {{"tool": "{name}", "arguments": ...}}.'
         )
-    elif choice == "required":
-        rule = (
-            'Call the one tool that fits best: reply with JSON only, {"tool": "<name>", '
-            '"arguments": {...}}.'
-        )
-    else:
-        rule = (
-            "Decide whether answering the last message needs one of the tools. Reply "
-            'with JSON only: {"tool": "<name>", "arguments": {...}} to call a tool, or '
-            '{"tool": "none"} if no tool is needed, none fits, or the conversation already '
-            "holds the tool results needed."
-        )
-    if parallel:
-        rule += " To call several tools at once, reply with a JSON list of such objects."
-    return rule
+    if choice == "required":
+        return 'Call the tool that fits best: reply with JSON only, {"tool": "<name>", ...}.'
+    return (
+        "Decide whether answering the last message needs one of the tools. Reply with JSON "
+        'only: {"tool": "<name>", "arguments": {...}} to call a tool, or {"tool": "none"}.'
+    )
 
 
 @dataclass

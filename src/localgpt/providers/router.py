@@ -210,6 +210,19 @@ class Router:
                 raise
         raise _exhausted(errors)
 
+    def context_window(self, model: str) -> int | None:
+        """The context the configuration grants ``model``: [agent] context_window, or less
+        for the embedded model, whose context_size is known."""
+        window = self.config.agent.context_window
+        try:
+            route = self.resolve(model)
+        except ProviderError:
+            return window
+        config = self.configured(route.provider)
+        if config is not None and config.type == "local":
+            return min(window, config.context_size)
+        return window
+
     async def warm_up(self) -> None:
         """Load the embedded models the configuration will use, so no request waits for it."""
         models = [self.config.default_model, *self.config.agent.fallback_models]

@@ -1,0 +1,160 @@
+"""Native sessions: the server keeps the history, and compacts it when it grows too long.
+
+Compaction happens when the history passes ``context_window - reserve_tokens``: the model
+first gets one chance to save durable facts with ``memory_save`` (the memory flush), then
+everything but the last four messages is replaced by a summary the model writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from localgpt.agent.agent import Agent, estimate_tokens
+from localgpt.agent.events import AgentEvent
+from localgpt.agent.sessions import Session, SessionStore
+from localgpt.agent.tools import Permissions, Toolbox
+from localgpt.providers.base import ChatRequest, collect
+from localgpt.providers.router import Route
+
+KEEP_LAST = 4
+FLUSH_PROMPT = (
+    "The older part of this conversation is about to be replaced by a summary. Before that "
+    "happens, save any durable facts worth remembering (about the user, decisions, things to "
+    "do) with memory_save. Save nothing that is already in memory. Reply 'done' when finished."
+)
+SUMMARY_PROMPT = (
+    "Summarise the conversation below for your own future reference: keep facts, decisions, "
+    "open questions, names, numbers and anything the user asked you to remember. Be concise; "
+    "write plain text, no preamble."
+)
+
+
+@dataclass
+class Compaction:
+    compacted: bool
+    messages_before: int
+    messages_after: int
+    tokens_before: int
+    tokens_after: int
+    flushed: int  # memory_save calls made by the flush
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+class Conversations:
+    def __init__(self, agent: Agent, store: SessionStore) -> None:
+        self.agent = agent
+        self.store = store
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def lock(self, session_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(session_id, asyncio.Lock())
+
+    def model_of(self, session: Session, model: str | None = None) -> str:
+        return model or session.model or self.agent.config.default_model
+
+    def tokens(self, session: Session, model: str) -> int:
+        return estimate_tokens(self.agent.prepare(session.messages, restore=False))
+
+    def needs_compaction(self, session: Session, model: str) -> bool:
+        window = self.agent.router.context_window(model) or self.agent.config.agent.context_window
+        limit = window - self.agent.config.agent.reserve_tokens
+        if limit <= 0:
+            limit = window // 2
+        return len(session.messages) > KEEP_LAST and self.tokens(session, model) > limit
+
+    async def turn(
+        self, session: Session, text: str, model: str | None, permissions: Permissions
+    ) -> tuple[Route, AsyncGenerator[Sequence[AgentEvent], None]]:
+        """Start one user turn; the history is saved when the reply is complete."""
+        model = self.model_of(session, model)
+        user = {"role": "user", "content": text}
+        record: list[dict[str, Any]] = []
+        route, stream = await self.agent.open_stream(
+            model, [*session.messages, user], {}, permissions, record=record
+        )
+
+        async def run() -> AsyncGenerator[Sequence[AgentEvent], None]:
+            complete = False
+            try:
+                async for batch in stream:
+                    yield batch
+                complete = True
+            finally:
+                await stream.aclose()
+                if complete:
+                    await asyncio.to_thread(self.store.append, session, [user, *record])
+
+        return route, run()
+
+    async def compact(
+        self, session: Session, model: str | None, permissions: Permissions
+    ) -> Compaction:
+        """Memory flush, then a summary of all but the last messages; saved atomically."""
+        model = self.model_of(session, model)
+        before = len(session.messages)
+        tokens_before = self.tokens(session, model)
+        split = len(session.messages) - KEEP_LAST
+        while split > 0 and session.messages[split].get("role") == "tool":
+            split -= 1  # never separate tool results from the call they answer
+        if split <= 0:
+            return Compaction(False, before, before, tokens_before, tokens_before, 0)
+        older, recent = session.messages[:split], session.messages[split:]
+        flushed = await self._flush(older, model, permissions)
+        summary = await self._summarise(older, model)
+        session.messages = [
+            {"role": "system", "content": f"Summary of the earlier conversation:\n{summary}"},
+            *recent,
+        ]
+        session.compactions += 1
+        await asyncio.to_thread(self.store.rewrite, session)
+        return Compaction(
+            True, before, len(session.messages), tokens_before, self.tokens(session, model), flushed
+        )
+
+    async def _flush(
+        self, older: list[dict[str, Any]], model: str, permissions: Permissions
+    ) -> int:
+        if self.agent.memory is None or not permissions.write_memory:
+            return 0
+        toolbox = Toolbox(self.agent.config, self.agent.memory, permissions).only({"memory_save"})
+        record: list[dict[str, Any]] = []
+        _, stream = await self.agent.open_stream(
+            model,
+            [*older, {"role": "user", "content": FLUSH_PROMPT}],
+            {},
+            permissions,
+            record=record,
+            toolbox=toolbox,
+        )
+        await collect(stream)
+        return sum(len(m.get("tool_calls") or ()) for m in record if m["role"] == "assistant")
+
+    async def _summarise(self, older: list[dict[str, Any]], model: str) -> str:
+        """A plain model call: no assistant prompt, no tools, just the transcript."""
+        transcript = "\n".join(_line(m) for m in older)
+        request = ChatRequest(
+            model,
+            [
+                {"role": "system", "content": SUMMARY_PROMPT},
+                {"role": "user", "content": transcript},
+            ],
+        )
+        _, completion = await self.agent.router.complete(model, request)
+        return (completion.choices[0].content or "").strip()
+
+
+def _line(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    text = content if isinstance(content, str) else json.dumps(content) if content else ""
+    if message.get("tool_calls"):
+        calls = ", ".join(
+            f"{c['function']['name']}({c['function']['arguments']})" for c in message["tool_calls"]
+        )
+        text = f"{text} [called {calls}]".strip()
+    return f"{message.get('role')}: {text}"

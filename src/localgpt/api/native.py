@@ -1,0 +1,331 @@
+"""LocalGPT's native API: sessions kept by the server, chat on them, memory, status.
+
+Upstream's routes and SSE event types: ``session``, ``content`` (``delta``), ``tool_start``
+(``name``, ``id``, and here also ``arguments``), ``tool_end`` (``name``, ``id``, ``output``),
+``done`` and ``error``. Each event is sent both as an SSE event name and as a ``type`` field,
+so clients that read either work. Errors are in OpenAI's shape, like the rest of the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Body, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
+
+from localgpt import __version__
+from localgpt.agent.conversation import Conversations
+from localgpt.agent.events import AgentEvent, KeepAlive, ToolEnd, ToolStart
+from localgpt.agent.sessions import Session
+from localgpt.api.chat import permissions
+from localgpt.api.errors import APIError
+from localgpt.api.render import usage_dict
+from localgpt.api.state import AppState
+from localgpt.api.streaming import DisconnectWatch, EventStreamResponse
+from localgpt.providers.base import ProviderError, TextDelta, Usage
+
+router = APIRouter(prefix="/api")
+STARTED = time.time()
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NewSession(_Body):
+    model: str | None = None
+
+
+class ChatBody(_Body):
+    message: str = Field(min_length=1)
+    session_id: str | None = None
+    model: str | None = None
+
+
+class ModelBody(_Body):
+    model: str = Field(min_length=1)
+
+
+class ReindexBody(_Body):
+    force: bool = False
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.localgpt
+    return state
+
+
+def _conversations(request: Request) -> Conversations:
+    conversations = _state(request).conversations
+    if conversations is None:
+        raise APIError(404, "Sessions are off in gateway mode.", code="not_found")
+    return conversations
+
+
+def _session(request: Request, session_id: str) -> Session:
+    session = _conversations(request).store.get(session_id)
+    if session is None:
+        raise APIError(
+            404, f"No session '{session_id}'.", param="session_id", code="session_not_found"
+        )
+    return session
+
+
+def _model(request: Request, model: str | None) -> str | None:
+    if model is not None:
+        try:
+            _state(request).router.resolve(model)
+        except ProviderError as exc:
+            raise APIError.from_provider(exc) from None
+    return model
+
+
+# --- sessions -------------------------------------------------------------------------------
+
+
+@router.post("/sessions", status_code=201, summary="Create a session")
+async def create_session(request: Request, body: NewSession | None = Body(None)) -> Response:
+    model = _model(request, body.model if body else None)
+    session = await asyncio.to_thread(_conversations(request).store.create, model)
+    return _json({"id": session.id, **session.summary()}, 201)
+
+
+@router.get("/sessions", summary="List sessions")
+async def list_sessions(request: Request) -> Response:
+    sessions = await asyncio.to_thread(_conversations(request).store.all)
+    return _json([s.summary() for s in sessions])
+
+
+@router.get("/sessions/{session_id}", summary="Get a session with its messages")
+async def get_session(request: Request, session_id: str) -> Response:
+    session = _session(request, session_id)
+    return _json({**session.summary(), "messages": session.messages})
+
+
+@router.delete("/sessions/{session_id}", summary="Delete a session")
+async def delete_session(request: Request, session_id: str) -> Response:
+    _session(request, session_id)
+    await asyncio.to_thread(_conversations(request).store.delete, session_id)
+    return _json({"id": session_id, "deleted": True})
+
+
+@router.get("/sessions/{session_id}/messages", summary="A session's messages")
+async def session_messages(request: Request, session_id: str) -> Response:
+    return _json({"messages": _session(request, session_id).messages})
+
+
+@router.post("/sessions/{session_id}/compact", summary="Compact a session now")
+async def compact_session(request: Request, session_id: str) -> Response:
+    conversations = _conversations(request)
+    session = _session(request, session_id)
+    async with conversations.lock(session_id):
+        result = await conversations.compact(session, None, permissions(request))
+    return _json(result.as_dict())
+
+
+@router.post("/sessions/{session_id}/clear", summary="Clear a session's messages")
+async def clear_session(request: Request, session_id: str) -> Response:
+    conversations = _conversations(request)
+    session = _session(request, session_id)
+    async with conversations.lock(session_id):
+        session.messages = []
+        await asyncio.to_thread(conversations.store.rewrite, session)
+    return _json({"id": session_id, "cleared": True})
+
+
+@router.post("/sessions/{session_id}/model", summary="Set a session's model")
+async def set_model(request: Request, session_id: str, body: ModelBody) -> Response:
+    conversations = _conversations(request)
+    session = _session(request, session_id)
+    session.model = _model(request, body.model)
+    await asyncio.to_thread(conversations.store.rewrite, session)
+    return _json({"id": session_id, "model": session.model})
+
+
+# --- chat -----------------------------------------------------------------------------------
+
+
+async def _session_for(request: Request, body: ChatBody) -> tuple[Session, str]:
+    """The session to talk in (a new one if none is named) and its model; 4xx if wrong."""
+    conversations = _conversations(request)
+    model = _model(request, body.model)
+    if body.session_id:
+        session = _session(request, body.session_id)
+    else:
+        session = await asyncio.to_thread(conversations.store.create, model)
+    return session, conversations.model_of(session, model)
+
+
+async def _turn(
+    request: Request, session: Session, model: str, message: str
+) -> AsyncGenerator[Sequence[AgentEvent], None]:
+    """One turn, holding the session's lock throughout; compacts first if it must."""
+    conversations = _conversations(request)
+    allowed = permissions(request)
+    async with conversations.lock(session.id):
+        if conversations.needs_compaction(session, model):
+            await conversations.compact(session, model, allowed)
+        _route, stream = await conversations.turn(session, message, model, allowed)
+        try:
+            async for batch in stream:
+                yield batch
+        finally:
+            await stream.aclose()
+
+
+@router.post("/chat", summary="Chat in a session (a new one if none is given)")
+async def chat(request: Request, body: ChatBody) -> Response:
+    session, model = await _session_for(request, body)
+    text: list[str] = []
+    tools: dict[str, dict[str, Any]] = {}
+    usage: Usage | None = None
+    try:
+        async for batch in _turn(request, session, model, body.message):
+            for event in batch:
+                if isinstance(event, TextDelta):
+                    text.append(event.text)
+                elif isinstance(event, ToolStart):
+                    tools[event.id] = {
+                        "id": event.id,
+                        "name": event.name,
+                        "arguments": event.arguments,
+                    }
+                elif isinstance(event, ToolEnd):
+                    tools.setdefault(event.id, {"id": event.id, "name": event.name})
+                    tools[event.id]["output"] = event.output
+                elif isinstance(event, Usage):
+                    usage = event if usage is None else usage + event
+    except ProviderError as exc:
+        raise APIError.from_provider(exc) from None
+    return _json(
+        {
+            "session_id": session.id,
+            "model": model,
+            "response": "".join(text),
+            "tool_calls": list(tools.values()),
+            "usage": usage_dict(usage),
+        }
+    )
+
+
+def _event(kind: str, **data: Any) -> bytes:
+    payload = orjson.dumps({"type": kind, **data})
+    return b"event: " + kind.encode() + b"\ndata: " + payload + b"\n\n"
+
+
+async def _native_events(
+    request: Request, session: Session, model: str, message: str
+) -> AsyncGenerator[bytes, None]:
+    usage: Usage | None = None
+    yield _event("session", session_id=session.id, model=model)
+    try:
+        async for batch in _turn(request, session, model, message):
+            out = []
+            for event in batch:
+                if isinstance(event, TextDelta):
+                    out.append(_event("content", delta=event.text))
+                elif isinstance(event, ToolStart):
+                    out.append(
+                        _event(
+                            "tool_start", id=event.id, name=event.name, arguments=event.arguments
+                        )
+                    )
+                elif isinstance(event, ToolEnd):
+                    out.append(
+                        _event(
+                            "tool_end",
+                            id=event.id,
+                            name=event.name,
+                            output=event.output,
+                            error=event.error,
+                        )
+                    )
+                elif isinstance(event, KeepAlive):
+                    out.append(b": keep-alive\n\n")
+                elif isinstance(event, Usage):
+                    usage = event if usage is None else usage + event
+            if out:
+                yield b"".join(out)
+    except ProviderError as exc:
+        yield _event("error", **exc.to_dict())
+        return
+    yield _event("done", session_id=session.id, usage=usage_dict(usage))
+
+
+@router.post("/chat/stream", summary="Chat in a session, streamed as server-sent events")
+async def chat_stream(request: Request, body: ChatBody) -> Response:
+    session, model = await _session_for(request, body)
+    watch = DisconnectWatch(request.receive)
+    return EventStreamResponse(_native_events(request, session, model, body.message), watch)
+
+
+# --- memory and status ----------------------------------------------------------------------
+
+
+def _memory(request: Request) -> Any:
+    memory = _state(request).memory
+    if memory is None:
+        raise APIError(404, "Memory is off in gateway mode.", code="not_found")
+    return memory
+
+
+@router.get("/memory/search", summary="Search the memory")
+async def memory_search(
+    request: Request, q: str = Query(min_length=1), limit: int = Query(5, ge=1, le=50)
+) -> Response:
+    results = await _memory(request).search(q, limit)
+    return _json(
+        {
+            "results": [
+                {
+                    "path": r.path,
+                    "start_line": r.start_line,
+                    "end_line": r.end_line,
+                    "score": r.score,
+                    "snippet": r.snippet,
+                }
+                for r in results
+            ]
+        }
+    )
+
+
+@router.get("/memory/stats", summary="Memory index statistics")
+async def memory_stats(request: Request) -> Response:
+    return _json(await _memory(request).stats())
+
+
+@router.post("/memory/reindex", summary="Reindex the workspace (finishes before it answers)")
+async def memory_reindex(request: Request, body: ReindexBody | None = Body(None)) -> Response:
+    stats = await _memory(request).reindex(force=body.force if body else False)
+    return _json(stats.__dict__)
+
+
+@router.get("/status", summary="Server status")
+async def status(request: Request) -> Response:
+    state = _state(request)
+    memory = await state.memory.stats() if state.memory is not None else None
+    sessions = (
+        len(await asyncio.to_thread(state.conversations.store.all))
+        if state.conversations is not None
+        else 0
+    )
+    return _json(
+        {
+            "version": __version__,
+            "default_model": state.config.default_model,
+            "gateway_mode": state.config.agent.gateway_mode,
+            "uptime_s": round(time.time() - STARTED, 1),
+            "memory": memory,
+            "sessions": sessions,
+        }
+    )

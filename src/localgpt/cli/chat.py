@@ -1,0 +1,136 @@
+"""``localgpt chat``: an interactive session in the terminal, streamed, with memory and tools.
+
+Slash commands: ``/new`` starts a new session, ``/compact`` compacts this one, ``/model
+[name]`` shows or sets its model, ``/context`` shows how much of the context it uses,
+``/quit`` leaves (as does Ctrl-D).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+
+from localgpt.agent.agent import Agent
+from localgpt.agent.conversation import Conversations
+from localgpt.agent.events import ToolEnd, ToolStart
+from localgpt.agent.sessions import Session, SessionStore
+from localgpt.agent.tools import Permissions
+from localgpt.config import Paths
+from localgpt.memory.manager import Memory
+from localgpt.providers.base import ProviderError, TextDelta
+from localgpt.providers.router import Router
+
+if TYPE_CHECKING:
+    from localgpt.config import Config
+
+HELP = "/new  /compact  /model [name]  /context  /quit"
+
+
+class ChatApp:
+    def __init__(self, config: Config, console: Console, model: str | None) -> None:
+        self.config = config
+        self.console = console
+        self.router = Router(config)
+        self.memory = Memory(config)
+        self.agent = Agent(config, self.router, self.memory)
+        self.conversations = Conversations(
+            self.agent, SessionStore(Paths.from_env().state_dir / "sessions")
+        )
+        # The person at the terminal may let the assistant run local tools, if enabled.
+        self.permissions = Permissions(write_memory=True, local_tools=True)
+        self.model = model
+
+    async def run(self, session_id: str | None) -> None:
+        await self.memory.start(watch=False)
+        store = self.conversations.store
+        found = store.get(session_id) if session_id else None
+        if session_id and found is None:
+            self.console.print(f"[yellow]no session {session_id}; starting a new one[/]")
+        session = found if found is not None else await asyncio.to_thread(store.create, self.model)
+        self.console.print(
+            f"[dim]session {session.id} · model "
+            f"{self.conversations.model_of(session, self.model)} · {HELP}[/]"
+        )
+        try:
+            while True:
+                try:
+                    line = await asyncio.to_thread(self.console.input, "[bold cyan]you>[/] ")
+                except EOFError:
+                    break
+                line = line.strip()
+                if not line:
+                    continue
+                if line.startswith("/"):
+                    next_session = await self.command(session, line)
+                    if next_session is None:
+                        break
+                    session = next_session
+                    continue
+                await self.ask(session, line)
+        finally:
+            await self.memory.aclose()
+            await self.router.aclose()
+
+    async def ask(self, session: Session, text: str) -> None:
+        conversations = self.conversations
+        model = conversations.model_of(session, self.model)
+        try:
+            if conversations.needs_compaction(session, model):
+                self.console.print("[dim]compacting the session first...[/]")
+                await conversations.compact(session, model, self.permissions)
+            _route, stream = await conversations.turn(session, text, model, self.permissions)
+            async for batch in stream:
+                for event in batch:
+                    if isinstance(event, TextDelta):
+                        self.console.print(event.text, end="", markup=False, highlight=False)
+                    elif isinstance(event, ToolStart):
+                        self.console.print(f"\n[dim]⚙ {event.name} {event.arguments}[/]")
+                    elif isinstance(event, ToolEnd):
+                        first = event.output.splitlines()[0][:100] if event.output else ""
+                        self.console.print(f"[dim]  → {first}[/]")
+            self.console.print()
+        except ProviderError as exc:
+            self.console.print(f"\n[bold red]error:[/] {exc.message}", highlight=False)
+
+    async def command(self, session: Session, line: str) -> Session | None:
+        name, _, arg = line.partition(" ")
+        arg = arg.strip()
+        conversations = self.conversations
+        if name in ("/quit", "/exit"):
+            return None
+        if name == "/new":
+            session = await asyncio.to_thread(conversations.store.create, self.model)
+            self.console.print(f"[dim]new session {session.id}[/]")
+        elif name == "/compact":
+            result = await conversations.compact(session, self.model, self.permissions)
+            self.console.print(
+                f"[dim]{result.messages_before} → {result.messages_after} "
+                f"messages, about {result.tokens_before} → {result.tokens_after}"
+                f" tokens; {result.flushed} memory saves[/]"
+            )
+        elif name == "/model":
+            if arg:
+                try:
+                    self.router.resolve(arg)
+                except ProviderError as exc:
+                    self.console.print(f"[red]{exc.message}[/]")
+                    return session
+                session.model = arg
+                self.model = None
+                await asyncio.to_thread(conversations.store.rewrite, session)
+            self.console.print(f"[dim]model {conversations.model_of(session, self.model)}[/]")
+        elif name == "/context":
+            model = conversations.model_of(session, self.model)
+            window = self.router.context_window(model) or 0
+            used = conversations.tokens(session, model)
+            self.console.print(
+                f"[dim]about {used} of {window} tokens "
+                f"({used / max(window, 1):.0%}); {len(session.messages)} "
+                f"messages; compacts past "
+                f"{window - self.config.agent.reserve_tokens}[/]"
+            )
+        else:
+            self.console.print(f"[dim]{HELP}[/]")
+        return session

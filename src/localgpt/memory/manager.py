@@ -1,0 +1,147 @@
+"""The assistant's memory as the rest of the server uses it: async, and kept up to date.
+
+The workspace's markdown files are the truth; the index in the cache folder is derived from
+them and can always be rebuilt. Index work runs on one dedicated thread (SQLite connections
+are not shared across threads, and it keeps the event loop free); a file watcher reindexes
+what changes while the server runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from localgpt.config import Config, Paths
+
+if TYPE_CHECKING:
+    from localgpt.memory.embedder import Embedder
+    from localgpt.memory.index import MemoryIndex, ReindexStats, SearchResult
+    from localgpt.memory.workspace import Workspace
+
+log = logging.getLogger("localgpt.memory")
+T = TypeVar("T")
+
+
+class Memory:
+    def __init__(self, config: Config, paths: Paths | None = None) -> None:
+        from localgpt.memory.workspace import Workspace
+
+        self.config = config
+        self.paths = paths or Paths.from_env()
+        self.workspace: Workspace = Workspace(config.workspace)
+        self.db_path = self.paths.cache_dir / "memory" / "index.sqlite"
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="memory")
+        self._index: MemoryIndex | None = None
+        self._embedder: Embedder | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self.ready = asyncio.Event()
+
+    # --- lifetime ---------------------------------------------------------------------
+
+    def _open(self) -> MemoryIndex:
+        from localgpt.memory.index import MemoryIndex
+
+        self.workspace.ensure()
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        memory = self.config.memory
+        if memory.embedding_provider == "local":
+            from localgpt.memory.embedder import Embedder
+
+            self._embedder = Embedder()
+        return MemoryIndex(
+            self.db_path,
+            self.workspace,
+            self._embedder,
+            chunk_size=memory.chunk_size,
+            chunk_overlap=memory.chunk_overlap,
+            decay_lambda=memory.temporal_decay_lambda,
+        )
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def index(self) -> MemoryIndex:
+        if self._index is None:
+            self._index = await self._run(self._open)
+        return self._index
+
+    async def start(self, watch: bool = True) -> None:
+        """Open the index, bring it up to date, then follow the workspace for changes."""
+        index = await self.index()
+        stats = await self._run(index.reindex)
+        log.info("memory index ready: %s", stats)
+        self.ready.set()
+        if watch and self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        import watchfiles
+
+        root = self.workspace.root
+        async for changes in watchfiles.awatch(
+            root, stop_event=self._stop, debounce=300, recursive=True
+        ):
+            paths = {Path(p) for _, p in changes if p.endswith(".md")}
+            if not paths:
+                continue
+            index = await self.index()
+            for path in sorted(paths):
+                relative = path.relative_to(root).as_posix()
+                try:
+                    if path.exists():
+                        await self._run(index.index_file, relative)
+                    else:
+                        await self._run(index.remove_file, relative)
+                except Exception:
+                    log.exception("could not reindex %s", relative)
+
+    async def aclose(self) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.cancel()
+        if self._index is not None:
+            await self._run(self._index.close)
+        self._executor.shutdown(wait=False)
+
+    # --- operations -------------------------------------------------------------------
+
+    async def search(self, query: str, limit: int = 5) -> list[SearchResult]:
+        index = await self.index()
+        return await self._run(index.search, query, limit)
+
+    async def read(self, path: str, start: int | None = None, end: int | None = None) -> str:
+        return await self._run(self.workspace.read, path, start, end)
+
+    async def save(self, content: str, target: str = "daily") -> str:
+        """Append to today's log or MEMORY.md, atomically, and index it at once."""
+        index = await self.index()
+        path = await self._run(self.workspace.append, target, content, date.today())
+        relative = path.relative_to(self.workspace.root).as_posix()
+        await self._run(index.index_file, relative)
+        return relative
+
+    async def reindex(self, force: bool = False) -> ReindexStats:
+        index = await self.index()
+        return await self._run(index.reindex, force)
+
+    async def stats(self) -> dict[str, Any]:
+        index = await self.index()
+        return await self._run(index.stats)
+
+    def embedder(self) -> Embedder:
+        """The index's embedder (loaded on first use), also serving /v1/embeddings."""
+        if self._embedder is None:
+            from localgpt.memory.embedder import Embedder
+
+            self._embedder = Embedder()
+        return self._embedder
+
+    def context(self) -> str:
+        context: str = self.workspace.context(date.today())
+        return context

@@ -1,0 +1,170 @@
+"""Native sessions: the API, persistence across restarts, the session stream, compaction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Server, gateway_config, start_server
+from tests.fakes import FakeCall, Script
+from tests.fakes.openai_fake import FakeOpenAI
+from tests.helpers import error_of
+
+
+def config(url: str, extra: str = "") -> str:
+    return gateway_config(url, gateway=False, extra=extra)
+
+
+@pytest.fixture
+def server(servers: Callable[[str], Server], openai_upstream: FakeOpenAI) -> Server:
+    return servers(config(openai_upstream.url))
+
+
+def events(raw: str) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for block in raw.strip().split("\n\n"):
+        if block.startswith(":"):
+            continue
+        lines = dict(line.split(": ", 1) for line in block.splitlines())
+        data = json.loads(lines["data"])
+        assert data["type"] == lines["event"]
+        out.append((lines["event"], data))
+    return out
+
+
+def test_session_api(server: Server, openai_upstream: FakeOpenAI) -> None:
+    url = server.url
+    created = httpx.post(f"{url}/api/sessions", json={}, timeout=10)
+    assert created.status_code == 201
+    sid = created.json()["id"]
+    assert any(s["id"] == sid for s in httpx.get(f"{url}/api/sessions", timeout=10).json())
+    reply = httpx.post(
+        f"{url}/api/chat", json={"session_id": sid, "message": "hello"}, timeout=30
+    ).json()
+    assert reply["response"] == "You said: hello" and reply["session_id"] == sid
+    messages = httpx.get(f"{url}/api/sessions/{sid}/messages", timeout=10).json()["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    got = httpx.get(f"{url}/api/sessions/{sid}", timeout=10).json()
+    assert got["title"] == "hello" and got["message_count"] == 2
+    assert (
+        httpx.post(f"{url}/api/sessions/{sid}/model", json={"model": "gpt"}, timeout=10).json()[
+            "model"
+        ]
+        == "gpt"
+    )
+    bad = httpx.post(f"{url}/api/sessions/{sid}/model", json={"model": "nope-x"}, timeout=10)
+    assert bad.status_code == 404 and error_of(bad)["code"] == "model_not_found"
+    assert httpx.post(f"{url}/api/sessions/{sid}/clear", timeout=10).json()["cleared"]
+    assert httpx.get(f"{url}/api/sessions/{sid}/messages", timeout=10).json()["messages"] == []
+    assert httpx.delete(f"{url}/api/sessions/{sid}", timeout=10).json()["deleted"]
+    missing = httpx.get(f"{url}/api/sessions/{sid}", timeout=10)
+    assert missing.status_code == 404 and error_of(missing)["code"] == "session_not_found"
+    assert httpx.get(f"{url}/api/sessions/..%2F..%2Fetc", timeout=10).status_code == 404
+
+
+def test_session_stream_events(server: Server, openai_upstream: FakeOpenAI) -> None:
+    openai_upstream.script(
+        "fake-model",
+        Script(tool_calls=[FakeCall("memory_search", ['{"query": "q"}'])]),
+        Script(text=["a", "b"]),
+    )
+    resp = httpx.post(f"{server.url}/api/chat/stream", json={"message": "hi"}, timeout=60)
+    assert resp.headers["content-type"].startswith("text/event-stream")
+    found = events(resp.text)
+    kinds = [k for k, _ in found]
+    assert kinds[0] == "session" and kinds[-1] == "done"
+    start = next(d for k, d in found if k == "tool_start")
+    assert start["name"] == "memory_search" and json.loads(start["arguments"]) == {"query": "q"}
+    end = next(d for k, d in found if k == "tool_end")
+    assert end["id"] == start["id"] and end["output"]
+    assert "".join(d["delta"] for k, d in found if k == "content") == "ab"
+    assert kinds.index("tool_start") < kinds.index("tool_end") < kinds.index("content")
+
+
+def test_sessions_survive_a_restart_with_mode_0600(
+    tmp_path: Path, openai_upstream: FakeOpenAI
+) -> None:
+    home = tmp_path / "home"
+    first = start_server(config(openai_upstream.url), home)
+    try:
+        sid = httpx.post(f"{first.url}/api/chat", json={"message": "keep me"}, timeout=30).json()[
+            "session_id"
+        ]
+    finally:
+        first.stop()
+    files = list((home / "state" / "localgpt" / "sessions").glob("*.jsonl"))
+    assert [f.stem for f in files] == [sid]
+    assert files[0].stat().st_mode & 0o777 == 0o600
+    second = start_server(config(openai_upstream.url), home)
+    try:
+        messages = httpx.get(f"{second.url}/api/sessions/{sid}/messages", timeout=10).json()[
+            "messages"
+        ]
+        assert [m["content"] for m in messages] == ["keep me", "You said: keep me"]
+    finally:
+        second.stop()
+
+
+def test_compaction_flushes_memory_first_then_keeps_the_last_messages(
+    server: Server, openai_upstream: FakeOpenAI
+) -> None:
+    sid = httpx.post(f"{server.url}/api/sessions", json={}, timeout=10).json()["id"]
+    for i in range(6):
+        httpx.post(
+            f"{server.url}/api/chat",
+            timeout=30,
+            json={"session_id": sid, "message": f"message {i} " + "words " * 60},
+        )
+    before = httpx.get(f"{server.url}/api/sessions/{sid}/messages", timeout=10).json()
+    openai_upstream.reset()
+    openai_upstream.script(
+        "fake-model",
+        Script(
+            tool_calls=[
+                FakeCall("memory_save", [json.dumps({"content": "User writes long messages."})])
+            ]
+        ),
+        Script(text=["done"]),
+        Script(text=["SUMMARY: six long messages."]),
+    )
+    result = httpx.post(f"{server.url}/api/sessions/{sid}/compact", timeout=60).json()
+    assert result["compacted"] and result["flushed"] == 1
+    sent = [r.body for r in openai_upstream.requests if r.path == "/v1/chat/completions"]
+    # The flush comes first and may only save memory; then the summary is written.
+    assert [t["function"]["name"] for t in sent[0]["tools"]] == ["memory_save"]
+    assert "summary" in sent[0]["messages"][-1]["content"].lower()
+    assert "Summarise" in sent[-1]["messages"][0]["content"]
+    after = httpx.get(f"{server.url}/api/sessions/{sid}/messages", timeout=10).json()
+    assert after["messages"][0]["content"].endswith("SUMMARY: six long messages.")
+    assert after["messages"][1:] == before["messages"][-4:]
+    assert result["messages_after"] == 5 and result["tokens_after"] < result["tokens_before"]
+
+
+def test_a_session_past_its_window_is_compacted_before_the_next_turn(
+    servers: Callable[[str], Server], openai_upstream: FakeOpenAI
+) -> None:
+    small = config(openai_upstream.url).replace(
+        "[agent]\n", "[agent]\ncontext_window = 2000\nreserve_tokens = 300\n", 1
+    )
+    server = servers(small)
+    openai_upstream.rules += [
+        ("Summarise the conversation", Script(text=["SUMMARY."])),
+        ("about to be replaced by a summary", Script(text=["done"])),
+    ]
+    sid = httpx.post(f"{server.url}/api/sessions", json={}, timeout=10).json()["id"]
+    for i in range(8):
+        reply = httpx.post(
+            f"{server.url}/api/chat",
+            timeout=60,
+            json={"session_id": sid, "message": f"turn {i} " + "lorem ipsum " * 40},
+        )
+        assert reply.status_code == 200
+    session = httpx.get(f"{server.url}/api/sessions/{sid}", timeout=10).json()
+    assert session["compactions"] >= 1
+    assert session["messages"][0]["content"] == "Summary of the earlier conversation:\nSUMMARY."
+    assert session["messages"][-1]["content"].startswith("You said: turn 7")
