@@ -24,6 +24,8 @@ config_app = typer.Typer(help="Write or show the configuration.", no_args_is_hel
 app.add_typer(config_app, name="config")
 model_app = typer.Typer(help="Prepare the embedded models.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
+memory_app = typer.Typer(help="Search and maintain the memory.", no_args_is_help=True)
+app.add_typer(memory_app, name="memory")
 
 ConfigOption = Annotated[
     Path | None,
@@ -267,6 +269,96 @@ def model_prepare(
     except ModelError as exc:
         raise _fail(str(exc), 1) from None
     print(f"{name}: {path} (sha256 {model.sha256[:12]}..., verified)")
+
+
+def _index(config: Config) -> Any:
+    from localgpt.memory.manager import Memory, open_index
+
+    memory = Memory(config)
+    embedder = memory.embedder() if config.memory.embedding_provider == "local" else None
+    return open_index(config, memory.workspace, memory.db_path, embedder)
+
+
+@memory_app.command("search")
+def memory_search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    config_path: ConfigOption = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=50)] = 5,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Search the memory (hybrid keyword and meaning search)."""
+    index = _index(load(config_path))
+    try:
+        index.reindex()
+        results = index.search(query, limit)
+    finally:
+        index.close()
+    if json_output:
+        import json
+
+        print(json.dumps([r.__dict__ for r in results], indent=2))
+        return
+    from rich.console import Console
+
+    console = Console()
+    if not results:
+        console.print("[dim]no matches[/]")
+    for r in results:
+        console.print(f"[bold]{r.path}[/]:{r.start_line}-{r.end_line}  [dim]{r.score:.3f}[/]")
+        console.print(r.snippet.strip()[:300], highlight=False, markup=False)
+        console.print()
+
+
+@memory_app.command("reindex")
+def memory_reindex(
+    config_path: ConfigOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Reindex every file.")] = False,
+) -> None:
+    """Bring the index up to date with the workspace, with a progress bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    index = _index(load(config_path))
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    try:
+        with Progress(*columns, transient=True) as progress:
+            task = progress.add_task("indexing", total=None)
+
+            def advance(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            stats = index.reindex(force=force, progress=advance)
+    finally:
+        index.close()
+    print(
+        f"{stats.files_indexed} indexed, {stats.files_unchanged} unchanged, "
+        f"{stats.files_removed} removed; {stats.chunks_total} chunks "
+        f"({stats.seconds:.2f} s)"
+    )
+
+
+@memory_app.command("stats")
+def memory_stats(
+    config_path: ConfigOption = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show what the memory index holds."""
+    index = _index(load(config_path))
+    try:
+        stats = index.stats()
+    finally:
+        index.close()
+    if json_output:
+        import json
+
+        print(json.dumps(stats, indent=2, default=str))
+        return
+    for key, value in stats.items():
+        print(f"{key}: {value}")
 
 
 def main() -> None:

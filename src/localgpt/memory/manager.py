@@ -45,23 +45,8 @@ class Memory:
     # --- lifetime ---------------------------------------------------------------------
 
     def _open(self) -> MemoryIndex:
-        from localgpt.memory.index import MemoryIndex
-
-        self.workspace.ensure()
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        memory = self.config.memory
-        if memory.embedding_provider == "local":
-            from localgpt.memory.embedder import Embedder
-
-            self._embedder = Embedder()
-        return MemoryIndex(
-            self.db_path,
-            self.workspace,
-            self._embedder,
-            chunk_size=memory.chunk_size,
-            chunk_overlap=memory.chunk_overlap,
-            decay_lambda=memory.temporal_decay_lambda,
-        )
+        embedder = self.embedder() if self.config.memory.embedding_provider == "local" else None
+        return open_index(self.config, self.workspace, self.db_path, embedder)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -145,3 +130,22 @@ class Memory:
     def context(self) -> str:
         context: str = self.workspace.context(date.today())
         return context
+
+
+def open_index(
+    config: Config, workspace: Workspace, db_path: Path, embedder: Embedder | None
+) -> MemoryIndex:
+    """Create the workspace if needed and open its index (also used by the CLI)."""
+    from localgpt.memory.index import MemoryIndex
+
+    workspace.ensure()
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    memory = config.memory
+    return MemoryIndex(
+        db_path,
+        workspace,
+        embedder,
+        chunk_size=memory.chunk_size,
+        chunk_overlap=memory.chunk_overlap,
+        decay_lambda=memory.temporal_decay_lambda,
+    )
