@@ -117,10 +117,11 @@ def measure(
     pid: int | None,
     duration: float,
     headers: dict[str, str] | None = None,
+    levels: tuple[int, ...] = (1, 32),
 ) -> list[Row]:
     rows = []
     for stream in (False, True):
-        for concurrency in (1, 32):
+        for concurrency in levels:
             payload = loadgen.build_request(
                 "/v1/chat/completions", body(model, stream), headers or {}
             )
@@ -211,6 +212,38 @@ def run(duration: float = 4.0, with_litellm: bool = True) -> dict[str, object]:
             info["localgpt"] = {"startup_s": startup, "idle_rss_mb": rss_mb(proc.pid)}
             rows += measure("localgpt", port, "openai/bench-model", proc.pid, duration)
             info["localgpt"]["peak_rss_mb"] = rss_mb(proc.pid, "VmHWM")  # type: ignore[index]
+
+        # The same requests with the assistant layer on: system prompt with the workspace
+        # context, the assistant's tools offered, the tool loop (one model call here).
+        assistant = WORK / "assistant.toml"
+        assistant.write_text(
+            config.read_text().replace("gateway_mode = true", "gateway_mode = false")
+        )
+        home = WORK / "assistant-home"
+        shutil.rmtree(home, ignore_errors=True)
+        env = {
+            **os.environ,
+            "HOME": str(home),
+            "XDG_DATA_HOME": str(home / "data"),
+            "XDG_CACHE_HOME": str(home / "cache"),
+            "XDG_STATE_HOME": str(home / "state"),
+        }
+        port = free_port()
+        cmd = [
+            str(ROOT / ".venv" / "bin" / "localgpt"),
+            "serve",
+            "--config",
+            str(assistant),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ]
+        with running(cmd, f"http://127.0.0.1:{port}/health", env=env) as (proc, _):
+            time.sleep(3.0)  # the memory index opens in the background
+            rows += measure(
+                "localgpt+assist", port, "openai/bench-model", proc.pid, duration, levels=(1,)
+            )
 
         litellm = litellm_python() if with_litellm else None
         if litellm is not None:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import gateway, local
+from bench import gateway, local, memory
 
-SECTIONS = ("gateway", "local")
+SECTIONS = ("gateway", "local", "memory")
 
 
 def main() -> None:
@@ -33,6 +33,10 @@ def main() -> None:
             print("\n== local model: localgpt API vs. the runtime called directly ==", flush=True)
             results["local"] = local.run(args.threads)
             print(local.table(results["local"]), flush=True)
+        elif section == "memory":
+            print("\n== memory: indexing, unchanged reindex, search latency ==", flush=True)
+            results["memory"] = memory.run()
+            print(memory.table(results["memory"]), flush=True)
     out = gateway.WORK / "results.json"
     out.write_text(json.dumps(results, indent=2))
     print(f"\nsaved {out}")

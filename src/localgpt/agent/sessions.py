@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from localgpt.memory.workspace import atomic_write
 
 _ID = re.compile(r"[0-9a-f]{32}")
 VERSION = 1
@@ -127,17 +128,7 @@ class SessionStore:
         lines += [
             json.dumps({"type": "message", **m}, ensure_ascii=False) for m in session.messages
         ]
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{session.id}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write("\n".join(lines) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self._path(session.id))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self._path(session.id), ("\n".join(lines) + "\n").encode("utf-8"))
         self._cache[session.id] = session
 
     def delete(self, session_id: str) -> bool:

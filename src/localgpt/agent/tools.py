@@ -216,7 +216,7 @@ class Toolbox:
         return f"exit status {process.returncode}\n{text}"
 
     async def _write(self, args: dict[str, Any]) -> str:
-        from localgpt.memory.workspace import WorkspaceError
+        from localgpt.memory.workspace import WorkspaceError, atomic_write
 
         content = args.get("content")
         if not isinstance(content, str):
@@ -225,22 +225,6 @@ class Toolbox:
             path = self.memory.workspace.resolve(self._text(args, "path"))
         except WorkspaceError as exc:
             raise ToolError(str(exc)) from None
-        await asyncio.to_thread(_write_atomically, path, content)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(atomic_write, path, content.encode("utf-8"))
         return f"Wrote {len(content)} characters to {path.relative_to(self.memory.workspace.root)}."
-
-
-def _write_atomically(path: Any, content: str) -> None:
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

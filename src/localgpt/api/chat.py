@@ -62,10 +62,14 @@ def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
+FULL = Permissions()
+PERMISSIONS_KEY = "localgpt.permissions"
+
+
 def permissions(request: Request) -> Permissions:
-    """What this caller may let the assistant do (the key's scope, once keys carry one)."""
-    found: Permissions | None = getattr(request.state, "permissions", None)
-    return found or Permissions()
+    """What this caller may let the assistant do: its key's scope, full without keys."""
+    found: Permissions = request.scope.get(PERMISSIONS_KEY, FULL)
+    return found
 
 
 @router.post(

@@ -42,6 +42,8 @@ class HTTPClient:
                 connector=connector,
                 headers=self._headers,
                 timeout=self._timeout,
+                # An API has no cookies to keep; filtering a jar costs time on every request.
+                cookie_jar=aiohttp.DummyCookieJar(),
                 json_serialize=lambda o: orjson.dumps(o).decode(),
             )
         return self._session
