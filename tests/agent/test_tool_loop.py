@@ -303,3 +303,37 @@ def test_server_results_behind_a_text_answer_are_restored(
     sent = chat_requests(openai_upstream)[-1]["messages"]
     assert [m["role"] for m in sent[1:]] == ["user", "assistant", "tool", "assistant", "user"]
     assert sent[3]["tool_call_id"] == "call_p"
+
+
+def test_a_tool_that_keeps_failing_is_blocked(
+    server: Server, client: openai.OpenAI, openai_upstream: FakeOpenAI
+) -> None:
+    failing = [
+        Script(tool_calls=[FakeCall("memory_get", [json.dumps({"path": f"no{i}.md"})])])
+        for i in range(4)
+    ]
+    openai_upstream.script("fake-model", *failing, Script(text=["sorry"]))
+    resp = client.chat.completions.create(model="m", messages=user("x"))
+    assert resp.choices[0].message.content == "sorry"
+    sent = chat_requests(openai_upstream)
+    results = [m["content"] for m in sent[-1]["messages"] if m["role"] == "tool"]
+    assert [r.startswith("Error") for r in results[:3]] == [True, True, True]
+    assert results[3].startswith("Blocked: memory_get failed 3 times")
+    assert "memory_get" not in offered(sent[-1])  # no longer offered to the model
+
+
+def test_a_request_larger_than_the_context_is_refused(
+    servers: Callable[[str], Server], openai_upstream: FakeOpenAI
+) -> None:
+    small = gateway_config(openai_upstream.url, gateway=False).replace(
+        "[agent]\n", "[agent]\ncontext_window = 3000\n", 1
+    )
+    server = servers(small)
+    resp = httpx.post(
+        f"{server.url}/v1/chat/completions",
+        timeout=30,
+        json={"model": "openai/fake-model", "messages": user("word " * 20000)},
+    )
+    assert resp.status_code == 400
+    assert resp.json()["error"]["code"] == "context_length_exceeded"
+    assert not [r for r in openai_upstream.requests if r.path == "/v1/chat/completions"]

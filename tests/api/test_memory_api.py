@@ -117,3 +117,57 @@ def test_embedding_errors(
 ) -> None:
     resp = httpx.post(f"{assistant.url}/v1/embeddings", json=body, timeout=30)
     assert resp.status_code == status and error_of(resp)["param"] == param
+
+
+def test_killing_the_server_during_a_reindex_is_repaired_on_the_next_start(
+    tmp_path: Path, openai_upstream: FakeOpenAI
+) -> None:
+    import signal
+    import sqlite3
+
+    from tests.conftest import gateway_config, start_server
+
+    home = tmp_path / "home"
+    notes = home / "data" / "localgpt" / "workspace" / "knowledge"
+    notes.mkdir(parents=True)
+    for i in range(600):
+        (notes / f"note{i:03}.md").write_text(
+            f"# Note {i}\n\n" + f"Entry {i} about project {i % 17} and topic {i % 29}. " * 12
+        )
+    (notes / "needle.md").write_text("The spare house key is under the blue flowerpot.\n")
+    db = home / "cache" / "localgpt" / "memory" / "index.sqlite"
+
+    def indexed() -> int:
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                return int(conn.execute("SELECT count(*) FROM files").fetchone()[0])
+        except sqlite3.Error:
+            return 0
+
+    config = gateway_config(openai_upstream.url, gateway=False)
+    first = start_server(config, home)
+    assert wait_for(lambda: indexed() > 20, 60)
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait()
+    at_kill = indexed()
+    assert 0 < at_kill < 604, at_kill  # killed part-way through
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        orphans = conn.execute(
+            "SELECT count(*) FROM chunks WHERE path NOT IN (SELECT path FROM files)"
+        ).fetchone()
+        assert orphans[0] == 0
+    second = start_server(config, home)
+    try:
+
+        def complete() -> bool:
+            stats = httpx.get(f"{second.url}/api/memory/stats", timeout=10).json()
+            return bool(stats["files"] == 604)
+
+        assert wait_for(complete, 120)
+        results = search(second, "where is the spare key hidden?")
+        assert results[0]["path"] == "knowledge/needle.md"
+        counts = httpx.post(f"{second.url}/api/memory/reindex", json={}, timeout=60).json()
+        assert counts["files_indexed"] == 0 and counts["files_unchanged"] == 604
+    finally:
+        second.stop()

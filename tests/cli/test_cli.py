@@ -66,3 +66,27 @@ def test_models_json(tmp_path: Path, openai_upstream: FakeOpenAI) -> None:
     assert done.returncode == 0, done.stderr
     ids = [m["id"] for m in json.loads(done.stdout)]
     assert ids[0] == "openai/fake-model" and "gpt" in ids
+
+
+def test_chat_session_with_slash_commands(tmp_path: Path, openai_upstream: FakeOpenAI) -> None:
+    config = write_config(tmp_path, openai_upstream.url)
+    lines = "hello there\n/context\n/model gpt\n/new\nsecond\n/quit\n"
+    done = run(tmp_path, "chat", "--config", str(config), stdin=lines)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "You said: hello there" in out and "You said: second" in out
+    assert "tokens" in out and "model gpt" in out and "new session" in out
+    sessions = list((tmp_path / "state" / "localgpt" / "sessions").glob("*.jsonl"))
+    assert len(sessions) == 2
+
+
+def test_memory_commands(tmp_path: Path) -> None:
+    notes = tmp_path / "data" / "localgpt" / "workspace" / "knowledge"
+    notes.mkdir(parents=True)
+    (notes / "car.md").write_text("The car is due for its inspection in March.\n")
+    done = run(tmp_path, "memory", "reindex")
+    assert done.returncode == 0 and "indexed" in done.stdout, done.stderr
+    found = run(tmp_path, "memory", "search", "vehicle check-up", "--json")
+    assert json.loads(found.stdout)[0]["path"] == "knowledge/car.md"
+    stats = json.loads(run(tmp_path, "memory", "stats", "--json").stdout)
+    assert stats["files"] == 4 and stats["model"] == "all-minilm-l6-v2"

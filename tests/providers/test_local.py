@@ -350,3 +350,25 @@ def test_runtime_listener_is_not_reachable_over_tcp(local: Server) -> None:
     )  # the model is loaded
     own_port = int(local.url.rsplit(":", 1)[1])
     assert listening_tcp_ports(local.process.pid) == {own_port}
+
+
+def test_sessions_count_tokens_with_the_models_tokenizer(local: Server) -> None:
+    """The runtime's own template and tokenizer, over its private socket."""
+    import asyncio
+
+    from localgpt.config import parse_config
+    from localgpt.providers.router import Router
+
+    messages = [{"role": "user", "content": "Hello there, how are you today?"}]
+
+    async def count() -> int | None:
+        router = Router(parse_config({"providers": {"local": {"threads": 1}}}))
+        try:
+            return await router.count_tokens(SMOLLM, messages)
+        finally:
+            await router.aclose()
+
+    counted = asyncio.run(count())
+    # The same prompt, as the runtime itself counts it when it answers.
+    resp = post_chat(local.url, {"model": SMOLLM, "messages": messages, "max_tokens": 1})
+    assert counted == resp.json()["usage"]["prompt_tokens"]

@@ -58,15 +58,22 @@ class Conversations:
     def model_of(self, session: Session, model: str | None = None) -> str:
         return model or session.model or self.agent.config.default_model
 
-    def tokens(self, session: Session, model: str) -> int:
-        return estimate_tokens(self.agent.prepare(session.messages, restore=False))
+    async def tokens(self, session: Session, model: str) -> int:
+        """The session's prompt length: the model's own count where its provider has a
+        tokenizer (the embedded model), about four characters a token otherwise."""
+        prepared = self.agent.prepare(session.messages, restore=False)
+        counted = await self.agent.router.count_tokens(model, prepared)
+        return counted if counted is not None else estimate_tokens(prepared)
 
-    def needs_compaction(self, session: Session, model: str) -> bool:
+    def limit(self, model: str) -> int:
         window = self.agent.router.context_window(model) or self.agent.config.agent.context_window
         limit = window - self.agent.config.agent.reserve_tokens
-        if limit <= 0:
-            limit = window // 2
-        return len(session.messages) > KEEP_LAST and self.tokens(session, model) > limit
+        return limit if limit > 0 else window // 2
+
+    async def needs_compaction(self, session: Session, model: str) -> bool:
+        if len(session.messages) <= KEEP_LAST:
+            return False
+        return await self.tokens(session, model) > self.limit(model)
 
     async def turn(
         self, session: Session, text: str, model: str | None, permissions: Permissions
@@ -98,7 +105,7 @@ class Conversations:
         """Memory flush, then a summary of all but the last messages; saved atomically."""
         model = self.model_of(session, model)
         before = len(session.messages)
-        tokens_before = self.tokens(session, model)
+        tokens_before = await self.tokens(session, model)
         split = len(session.messages) - KEEP_LAST
         while split > 0 and session.messages[split].get("role") == "tool":
             split -= 1  # never separate tool results from the call they answer
@@ -113,9 +120,8 @@ class Conversations:
         ]
         session.compactions += 1
         await asyncio.to_thread(self.store.rewrite, session)
-        return Compaction(
-            True, before, len(session.messages), tokens_before, self.tokens(session, model), flushed
-        )
+        tokens_after = await self.tokens(session, model)
+        return Compaction(True, before, len(session.messages), tokens_before, tokens_after, flushed)
 
     async def _flush(
         self, older: list[dict[str, Any]], model: str, permissions: Permissions

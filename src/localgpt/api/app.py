@@ -31,6 +31,7 @@ def create_app(config: Config) -> FastAPI:
         gc.freeze()
         background = [asyncio.create_task(state.router.warm_up())]
         if state.memory is not None:
+            state.memory.workspace.ensure()  # a few small files: there before the first request
             background.append(asyncio.create_task(state.memory.start()))
         try:
             yield

@@ -172,7 +172,7 @@ async def _turn(
     conversations = _conversations(request)
     allowed = permissions(request)
     async with conversations.lock(session.id):
-        if conversations.needs_compaction(session, model):
+        if await conversations.needs_compaction(session, model):
             await conversations.compact(session, model, allowed)
         _route, stream = await conversations.turn(session, message, model, allowed)
         try:

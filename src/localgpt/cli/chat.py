@@ -77,7 +77,7 @@ class ChatApp:
         conversations = self.conversations
         model = conversations.model_of(session, self.model)
         try:
-            if conversations.needs_compaction(session, model):
+            if await conversations.needs_compaction(session, model):
                 self.console.print("[dim]compacting the session first...[/]")
                 await conversations.compact(session, model, self.permissions)
             _route, stream = await conversations.turn(session, text, model, self.permissions)
@@ -124,12 +124,11 @@ class ChatApp:
         elif name == "/context":
             model = conversations.model_of(session, self.model)
             window = self.router.context_window(model) or 0
-            used = conversations.tokens(session, model)
+            used = await conversations.tokens(session, model)
             self.console.print(
                 f"[dim]about {used} of {window} tokens "
                 f"({used / max(window, 1):.0%}); {len(session.messages)} "
-                f"messages; compacts past "
-                f"{window - self.config.agent.reserve_tokens}[/]"
+                f"messages; compacts past {conversations.limit(model)}[/]"
             )
         else:
             self.console.print(f"[dim]{HELP}[/]")

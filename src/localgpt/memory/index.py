@@ -382,8 +382,11 @@ class MemoryIndex:
             changed, unchanged = self._scan(known, force)
             removed = sorted(set(known) - {relative for relative, _, _ in changed} - unchanged)
             self._remove(removed)
-            stats = ReindexStats(files_unchanged=len(unchanged), files_removed=len(removed))
-            self._update(changed, {} if force else known, stats, progress)
+        stats = ReindexStats(files_unchanged=len(unchanged), files_removed=len(removed))
+        # The lock is taken per file, not for the whole run: a search waits at most for
+        # one file's write, never for a long first index to finish.
+        self._update(changed, {} if force else known, stats, progress)
+        with self._lock:
             self._conn.execute(
                 "INSERT OR REPLACE INTO meta(key, value) VALUES ('last_reindex', ?)",
                 (str(time.time()),),
@@ -449,20 +452,20 @@ class MemoryIndex:
         path = self.workspace.markdown_file(relative_path)
         if path is None:
             return self.remove_file(relative_path)
+        relative = path.relative_to(self.workspace.root.resolve()).as_posix()
         with self._lock:
-            relative = path.relative_to(self.workspace.root.resolve()).as_posix()
             row = self._conn.execute(
                 "SELECT hash, mtime, size FROM files WHERE path = ?", (relative,)
             ).fetchone()
-            try:
-                st = path.stat()
-            except OSError:
-                return False
-            pending = self._read(relative, path, st, row)
-            if pending is None:
-                return False
-            self._write([pending], ReindexStats(), lambda: None)
-            return True
+        try:
+            st = path.stat()
+        except OSError:
+            return False
+        pending = self._read(relative, path, st, row)
+        if pending is None:
+            return False
+        self._write([pending], ReindexStats(), lambda: None)
+        return True
 
     def remove_file(self, relative_path: str) -> bool:
         """Drop a file from the index. True when it was indexed."""
@@ -491,7 +494,7 @@ class MemoryIndex:
             return None
         digest = hashlib.sha256(data).hexdigest()
         if old is not None and old[0] == digest:
-            with _transaction(self._conn):
+            with self._lock, _transaction(self._conn):
                 self._conn.execute(
                     "UPDATE files SET mtime = ?, size = ? WHERE path = ?",
                     (st.st_mtime_ns, st.st_size, relative),
@@ -499,7 +502,11 @@ class MemoryIndex:
             return None
         text = data.decode("utf-8", errors="replace")
         chunks = chunk_text(text, self._counter, self._chunk_size, self._chunk_overlap)
-        reusable = self._stored_vectors(relative) if old is not None else {}
+        if old is None:
+            reusable = {}
+        else:
+            with self._lock:
+                reusable = self._stored_vectors(relative)
         vectors = [reusable.get(_hash(chunk.text)) for chunk in chunks]
         return _Pending(relative, digest, st.st_mtime_ns, st.st_size, chunks, vectors)
 
@@ -527,7 +534,7 @@ class MemoryIndex:
                 (pending.path, c.start_line, c.end_line, _hash(c.text), c.text, v)
                 for c, v in zip(pending.chunks, pending.vectors, strict=True)
             ]
-            with _transaction(self._conn):
+            with self._lock, _transaction(self._conn):
                 self._conn.execute("DELETE FROM chunks WHERE path = ?", (pending.path,))
                 self._conn.executemany(
                     "INSERT INTO chunks(path, start_line, end_line, hash, text, embedding) "

@@ -35,8 +35,12 @@ class Memory:
         self.paths = paths or Paths.from_env()
         self.workspace: Workspace = Workspace(config.workspace)
         self.db_path = self.paths.cache_dir / "memory" / "index.sqlite"
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="memory")
+        # Writes (reindexing, saving) run on one thread, reads (search, stats) on another:
+        # a long first index never makes a search wait for more than one file's write.
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="memory-write")
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="memory-read")
         self._index: MemoryIndex | None = None
+        self._opening: asyncio.Future[MemoryIndex] | None = None
         self._embedder: Embedder | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -51,9 +55,15 @@ class Memory:
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._reader, fn, *args)
+
     async def index(self) -> MemoryIndex:
+        """The index, opened once however many callers ask at the same moment."""
         if self._index is None:
-            self._index = await self._run(self._open)
+            if self._opening is None:
+                self._opening = asyncio.ensure_future(self._run(self._open))
+            self._index = await asyncio.shield(self._opening)
         return self._index
 
     async def start(self, watch: bool = True) -> None:
@@ -93,15 +103,16 @@ class Memory:
         if self._index is not None:
             await self._run(self._index.close)
         self._executor.shutdown(wait=False)
+        self._reader.shutdown(wait=False)
 
     # --- operations -------------------------------------------------------------------
 
     async def search(self, query: str, limit: int = 5) -> list[SearchResult]:
         index = await self.index()
-        return await self._run(index.search, query, limit)
+        return await self._read(index.search, query, limit)
 
     async def read(self, path: str, start: int | None = None, end: int | None = None) -> str:
-        return await self._run(self.workspace.read, path, start, end)
+        return await self._read(self.workspace.read, path, start, end)
 
     async def save(self, content: str, target: str = "daily") -> str:
         """Append to today's log or MEMORY.md, atomically, and index it at once."""
@@ -117,7 +128,7 @@ class Memory:
 
     async def stats(self) -> dict[str, Any]:
         index = await self.index()
-        return await self._run(index.stats)
+        return await self._read(index.stats)
 
     def embedder(self) -> Embedder:
         """The index's embedder (loaded on first use), also serving /v1/embeddings."""

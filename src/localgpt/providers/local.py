@@ -144,8 +144,10 @@ class Engine:
         params.verbosity = 1  # errors only: llama.cpp writes straight to stderr
         params.cache_ram_mib = 1024
         # The runtime always opens llama.cpp's HTTP server: keep it off the network.
-        params.hostnames = [os.path.join(self._socket_dir, "llama.sock")]
-        params.api_keys = [secrets.token_hex(16)]
+        self._socket = os.path.join(self._socket_dir, "llama.sock")
+        self._key = secrets.token_hex(16)
+        params.hostnames = [self._socket]
+        params.api_keys = [self._key]
         params.endpoint_slots = False
         try:
             self._server = xlc.Server(params)
@@ -219,6 +221,23 @@ class Engine:
                     produced,
                 )
             stop.set()
+
+    async def count_tokens(self, messages: list[dict[str, Any]]) -> int:
+        """The exact prompt length: the model's chat template, then its tokenizer.
+
+        The runtime offers neither in-process; its private socket serves both.
+        """
+        import aiohttp
+
+        headers = {"Authorization": f"Bearer {self._key}"}
+        connector = aiohttp.UnixConnector(path=self._socket)
+        async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+            async with session.post(
+                "http://llama/apply-template", json={"messages": messages}
+            ) as resp:
+                prompt = (await resp.json())["prompt"]
+            async with session.post("http://llama/tokenize", json={"content": prompt}) as resp:
+                return len((await resp.json())["tokens"])
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -304,6 +323,10 @@ class LocalProvider:
                 self._loading.pop(model, None)
         self._engines[model] = engine
         return engine
+
+    async def count_tokens(self, model: str, messages: list[dict[str, Any]]) -> int:
+        engine = await self.engine(model)
+        return await engine.count_tokens(messages)
 
     async def warm_up(self, model: str) -> None:
         """Load a model ahead of its first request (errors surface on that request)."""

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from localgpt.config import DEFAULT_LOCAL_MODEL, Config, ProviderConfig
 from localgpt.providers.base import (
@@ -24,6 +26,8 @@ from localgpt.providers.base import (
     StreamEvent,
     TextRequest,
 )
+
+log = logging.getLogger("localgpt.providers")
 
 BUILTIN_ALIASES = {
     "opus": "anthropic/claude-opus-4-6",
@@ -222,6 +226,19 @@ class Router:
         if config is not None and config.type == "local":
             return min(window, config.context_size)
         return window
+
+    async def count_tokens(self, model: str, messages: list[dict[str, Any]]) -> int | None:
+        """The prompt's length by the model's own tokenizer, where the provider has one."""
+        route = self.resolve(model)
+        counter = getattr(self.provider(route.provider), "count_tokens", None)
+        if counter is None:
+            return None
+        try:
+            counted: int = await counter(route.model, messages)
+        except Exception:  # a count is an optimisation: fall back to the estimate
+            log.warning("could not count tokens with %s", route.id, exc_info=True)
+            return None
+        return counted
 
     async def warm_up(self) -> None:
         """Load the embedded models the configuration will use, so no request waits for it."""
