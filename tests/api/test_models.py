@@ -91,3 +91,9 @@ base_url = "{fake_openai.url}/v1"
     assert resp.status_code == 200 and time.monotonic() - start < 5
     ids = [m["id"] for m in resp.json()["data"]]
     assert "down/x" in ids and "up/fake-model" in ids
+
+
+def test_health_and_ready(gateway: Server) -> None:
+    assert httpx.get(f"{gateway.url}/health", timeout=10).json() == {"status": "ok"}
+    # A remote default model needs no loading: ready at once.
+    assert httpx.get(f"{gateway.url}/ready", timeout=10).json() == {"status": "ready"}

@@ -372,3 +372,20 @@ def test_sessions_count_tokens_with_the_models_tokenizer(local: Server) -> None:
     # The same prompt, as the runtime itself counts it when it answers.
     resp = post_chat(local.url, {"model": SMOLLM, "messages": messages, "max_tokens": 1})
     assert counted == resp.json()["usage"]["prompt_tokens"]
+
+
+def test_ready_once_the_default_model_is_loaded_and_warm(
+    servers: Callable[[str], Server],
+) -> None:
+    server = servers(local_config())  # assistant mode: the prompt is evaluated at start-up
+    statuses = []
+
+    def ready() -> bool:
+        statuses.append(httpx.get(f"{server.url}/ready", timeout=10).status_code)
+        return statuses[-1] == 200
+
+    assert wait_for(ready, 120)
+    assert set(statuses) <= {503, 200}
+    resp = post_chat(server.url, {"model": SMOLLM, "messages": user("Hi"), "max_tokens": 3})
+    usage = resp.json()["usage"]
+    assert usage["prompt_tokens_details"]["cached_tokens"] > 100  # the warm system prompt

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import re
 import time
 from collections import OrderedDict
@@ -46,6 +47,7 @@ from localgpt.providers.base import (
 )
 from localgpt.providers.router import EventBatches, Route, Router
 
+log = logging.getLogger("localgpt.agent")
 AgentBatches = AsyncGenerator[Sequence[AgentEvent], None]
 MAX_TURNS = 8
 KEEPALIVE_SECONDS = 5.0
@@ -192,6 +194,34 @@ class Agent:
             return messages
         history = self.stash.restore(messages) if restore else messages
         return [self.system_message(toolbox), *history]
+
+    async def warm_up(self) -> None:
+        """Load the embedded model, and on it evaluate the assistant's prompt once.
+
+        A CPU evaluates a prompt at some 50 tokens a second, so the system prompt, the tool
+        listing and the workspace context cost the first request many seconds. Evaluated
+        here, at start-up, they sit in llama.cpp's prompt cache and the first question is
+        answered as fast as the next. No tool runs: the provider is called directly.
+        """
+        await self.router.warm_up()
+        model = self.config.default_model
+        try:
+            route = self.router.resolve(model)
+        except ProviderError:
+            return
+        config = self.router.configured(route.provider)
+        if self.gateway or config is None or config.type != "local":
+            return
+        toolbox = self.toolbox(Permissions(), {})
+        params: dict[str, Any] = {"max_tokens": 1}
+        if toolbox is not None:
+            params["tools"] = toolbox.definitions
+        messages = self.prepare([{"role": "user", "content": "Hello."}], toolbox)
+        provider = self.router.provider(route.provider)
+        try:
+            await collect(provider.stream(ChatRequest(route.model, messages, params)))
+        except ProviderError as exc:
+            log.warning("could not warm the prompt cache: %s", exc.message)
 
     def toolbox(self, permissions: Permissions, params: dict[str, Any]) -> Toolbox | None:
         """Server tools for this request, unless the client steers tool use itself."""

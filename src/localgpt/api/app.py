@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from starlette.responses import Response
 
 from localgpt import __version__
 from localgpt.api import chat, completions, embeddings, errors, models, native
 from localgpt.api.embeddings import EmbeddingRequest
+from localgpt.api.errors import APIError
 from localgpt.api.protocol import ChatCompletionRequest, CompletionRequest
 from localgpt.api.state import AppState
 from localgpt.config import Config
@@ -29,7 +30,14 @@ def create_app(config: Config) -> FastAPI:
         # collector's scans, which otherwise add milliseconds to the tail of request latency.
         gc.collect()
         gc.freeze()
-        background = [asyncio.create_task(state.router.warm_up())]
+
+        async def warm_up() -> None:
+            try:
+                await state.agent.warm_up()
+            finally:
+                state.ready.set()
+
+        background = [asyncio.create_task(warm_up())]
         if state.memory is not None:
             state.memory.workspace.ensure()  # a few small files: there before the first request
             background.append(asyncio.create_task(state.memory.start()))
@@ -52,6 +60,15 @@ def create_app(config: Config) -> FastAPI:
     app.include_router(embeddings.router)
     app.include_router(native.router)
     app.include_router(models.router)
+
+    @app.get("/ready", summary="Readiness: the default model can answer", response_class=Response)
+    async def ready(request: Request) -> Response:
+        state: AppState = request.app.state.localgpt
+        if state.ready.is_set():
+            return Response(b'{"status":"ready"}', media_type="application/json")
+        return APIError(
+            503, "The default model is still loading.", type="server_error", code="not_ready"
+        ).response()
 
     @app.get("/health", summary="Liveness", response_class=Response)
     async def health() -> Response:

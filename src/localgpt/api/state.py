@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from localgpt.agent.agent import Agent
@@ -26,6 +27,8 @@ class AppState:
     memory: Memory | None = None  # None in gateway mode: a pure proxy keeps nothing
     conversations: Conversations | None = None
     _embedder: Embedder | None = None
+    # Set once the default model can answer (an embedded one is loaded and warm).
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
     def build(cls, config: Config) -> AppState:
