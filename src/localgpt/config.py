@@ -103,6 +103,9 @@ class ProviderConfig(_Section):
     model: str | None = None
     # Models to list in /v1/models besides what the provider reports itself.
     models: list[str] = []
+    # Requests in flight at once to this provider, and how many more may wait (then 503).
+    max_concurrency: int = Field(64, gt=0)
+    max_queue: int = Field(256, ge=0)
     connect_timeout: float = Field(10.0, gt=0)
     # Longest wait for the first byte of an answer, and between bytes of a stream.
     read_timeout: float = Field(300.0, gt=0)
@@ -141,14 +144,43 @@ class RateLimitConfig(_Section):
     burst: int = Field(10, gt=0)
 
 
+Scope = Literal["gateway", "assistant", "full", "admin"]
+
+
+class KeyConfig(_Section):
+    """An API key with what it may do.
+
+    ``gateway``: the OpenAI-compatible API as a plain proxy (no assistant, no memory);
+    ``assistant``: the assistant with read-only memory; ``full``: also memory writes and the
+    native sessions; ``admin``: also the shell and file tools, where ``[tools]`` enables them.
+    """
+
+    key: str = Field(min_length=8)
+    scope: Scope = "full"
+    name: str | None = None
+
+
 class ServerConfig(_Section):
     enabled: bool = True
     port: int = Field(31327, ge=0, le=65535)
     bind: str = "127.0.0.1"
-    auth_token: str | list[str] | None = None
+    # One key, or several; a key without a scope is full.
+    auth_token: str | list[str | KeyConfig] | None = None
     cors_origins: list[str] = []
     max_request_body: int = Field(10 * 1024 * 1024, gt=0)
     rate_limit: RateLimitConfig = RateLimitConfig()
+    # Seconds in-flight requests get to finish after SIGTERM.
+    shutdown_grace: int = Field(10, ge=0)
+    # All upstream answers held in memory at once (non-stream bodies, stream lines).
+    max_buffered_bytes: int = Field(256 * 1024 * 1024, gt=0)
+
+    def api_keys(self) -> list[KeyConfig]:
+        tokens = self.auth_token
+        if tokens is None:
+            return []
+        if isinstance(tokens, str):
+            tokens = [tokens]
+        return [t if isinstance(t, KeyConfig) else KeyConfig(key=t) for t in tokens]
 
 
 class ToolsConfig(_Section):

@@ -184,13 +184,15 @@ class Agent:
         messages: list[dict[str, Any]],
         toolbox: Toolbox | None = None,
         restore: bool = True,
+        assistant: bool = True,
     ) -> list[dict[str, Any]]:
         """The messages a provider sees: ours first, then the client's, system included.
 
         ``restore`` puts back server tool turns the client's history cannot hold (native
-        sessions keep them themselves).
+        sessions keep them themselves). Without ``assistant`` (gateway mode, or a
+        gateway-scoped key) the client's messages pass untouched.
         """
-        if self.gateway:
+        if self.gateway or not assistant:
             return messages
         history = self.stash.restore(messages) if restore else messages
         return [self.system_message(toolbox), *history]
@@ -225,15 +227,17 @@ class Agent:
 
     def toolbox(self, permissions: Permissions, params: dict[str, Any]) -> Toolbox | None:
         """Server tools for this request, unless the client steers tool use itself."""
-        if self.gateway or self.memory is None or params.get("n", 1) != 1:
+        if self.gateway or not permissions.assistant or self.memory is None:
+            return None
+        if params.get("n", 1) != 1:
             return None
         if params.get("tool_choice") not in (None, "auto"):
             return None
         return Toolbox(self.config, self.memory, permissions)
 
-    def _client_view(self, exc: ProviderError) -> ProviderError:
+    def _client_view(self, exc: ProviderError, assistant: bool) -> ProviderError:
         """Point a ``messages[i]`` parameter at the client's message, not the shifted one."""
-        added = 0 if self.gateway else 1
+        added = 0 if self.gateway or not assistant else 1
         match = _MESSAGE_PARAM.match(exc.param or "")
         if added and match:
             exc.param = f"messages[{int(match.group(1)) - added}]{match.group(2)}"
@@ -248,13 +252,15 @@ class Agent:
         params: dict[str, Any],
         permissions: Permissions | None = None,
     ) -> tuple[Route, Completion]:
-        toolbox = self.toolbox(permissions or Permissions(), params)
+        permissions = permissions or Permissions()
+        toolbox = self.toolbox(permissions, params)
         if toolbox is None:
-            request = ChatRequest(model, self.prepare(messages), params)
+            assistant = permissions.assistant
+            request = ChatRequest(model, self.prepare(messages, assistant=assistant), params)
             try:
                 return await self.router.complete(model, request)
             except ProviderError as exc:
-                raise self._client_view(exc) from None
+                raise self._client_view(exc, assistant) from None
         route, batches = await self.open_stream(model, messages, params, permissions)
         return route, await collect(batches)
 
@@ -269,8 +275,9 @@ class Agent:
     ) -> tuple[Route, AgentBatches]:
         """Start a reply. With ``record``, the messages the reply adds to the history (server
         tool turns and the final answer) are appended to it instead of being stashed."""
-        toolbox = toolbox or self.toolbox(permissions or Permissions(), params)
-        prepared = self.prepare(messages, toolbox, restore=record is None)
+        permissions = permissions or Permissions()
+        toolbox = toolbox or self.toolbox(permissions, params)
+        prepared = self.prepare(messages, toolbox, record is None, permissions.assistant)
         check_context(prepared, params, self.router.context_window(model))
         client_tools: list[dict[str, Any]] = params.get("tools") or []
         shadowed = {t["function"]["name"] for t in client_tools}  # the client's own win
@@ -281,7 +288,7 @@ class Agent:
                 model, ChatRequest(model, prepared, params)
             )
         except ProviderError as exc:
-            raise self._client_view(exc) from None
+            raise self._client_view(exc, permissions.assistant) from None
         if toolbox is None:
             if record is None:
                 return route, stream

@@ -27,6 +27,7 @@ class ToolError(Exception):
 class Permissions:
     """What a caller may let the assistant do beyond reading memory and the web."""
 
+    assistant: bool = True  # False: this caller gets a plain proxy (a gateway-scoped key)
     write_memory: bool = True
     local_tools: bool = False  # bash and write_file, where the config enables them
 

@@ -16,15 +16,27 @@ from localgpt import __version__
 from localgpt.api import chat, completions, embeddings, errors, models, native
 from localgpt.api.embeddings import EmbeddingRequest
 from localgpt.api.errors import APIError
+from localgpt.api.gate import Gate
+from localgpt.api.metrics import CONTENT_TYPE, Metrics
 from localgpt.api.protocol import ChatCompletionRequest, CompletionRequest
 from localgpt.api.state import AppState
 from localgpt.config import Config
 
 
 def create_app(config: Config) -> FastAPI:
+    metrics = Metrics()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = AppState.build(config)
+        state.metrics = metrics
+        state.router.on_error = lambda route, exc, failover: metrics.provider_error(
+            route.provider, exc.code, failover, route.id
+        )
+        state.router.on_wait = lambda name, seconds: metrics.queue_wait.labels(name).observe(
+            seconds
+        )
+        metrics.watch_queues(state.router.queues)
         app.state.localgpt = state
         # Everything loaded so far lives as long as the server: keep it out of the garbage
         # collector's scans, which otherwise add milliseconds to the tail of request latency.
@@ -70,6 +82,10 @@ def create_app(config: Config) -> FastAPI:
             503, "The default model is still loading.", type="server_error", code="not_ready"
         ).response()
 
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
     @app.get("/health", summary="Liveness", response_class=Response)
     async def health() -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
@@ -90,4 +106,5 @@ def create_app(config: Config) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(Gate, config=config, metrics=metrics)
     return app

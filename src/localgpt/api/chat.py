@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import orjson
@@ -85,11 +86,17 @@ async def chat_completions(request: Request) -> Response:
     messages: list[dict[str, Any]] = raw["messages"]
     params = request_params(raw)
     watch = DisconnectWatch(request.receive)
+    started = time.perf_counter()
     if raw.get("stream"):
         try:
             route, batches = await state.agent.open_stream(
                 model, messages, params, permissions(request)
             )
+            include_usage = bool((raw.get("stream_options") or {}).get("include_usage"))
+            renderer = StreamRenderer(route.id, include_usage)
+            observe = state.observer(route.id, stream=True)
+            body = render_stream(batches, renderer, observe, started)
+            return await EventStreamResponse.started(body, watch)
         except asyncio.CancelledError:
             if watch.absorb():
                 return Response(status_code=499)
@@ -97,9 +104,6 @@ async def chat_completions(request: Request) -> Response:
         except BaseException:
             watch.stop()
             raise
-        include_usage = bool((raw.get("stream_options") or {}).get("include_usage"))
-        renderer = StreamRenderer(route.id, include_usage)
-        return EventStreamResponse(render_stream(batches, renderer), watch)
     try:
         route, completion = await state.agent.complete(
             model, messages, params, permissions(request)
@@ -110,4 +114,5 @@ async def chat_completions(request: Request) -> Response:
         raise
     finally:
         watch.stop()
+    state.observer(route.id, stream=False)(time.perf_counter() - started, completion.usage)
     return Response(render_completion(completion, route.id), media_type="application/json")

@@ -7,6 +7,7 @@ no assistant prompt is added, whatever the mode.
 from __future__ import annotations
 
 import asyncio
+import time
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -32,12 +33,15 @@ async def completions(request: Request) -> Response:
     params = request_params(raw)
     params.pop("prompt", None)
     watch = DisconnectWatch(request.receive)
+    started = time.perf_counter()
     try:
         route, batches = await state.agent.open_text_stream(raw["model"], raw["prompt"], params)
         if raw.get("stream"):
             include_usage = bool((raw.get("stream_options") or {}).get("include_usage"))
             renderer = TextStreamRenderer(route.id, include_usage)
-            return EventStreamResponse(render_stream(batches, renderer), watch)
+            observe = state.observer(route.id, stream=True)
+            stream = render_stream(batches, renderer, observe, started)
+            return await EventStreamResponse.started(stream, watch)
         body = await collect_text(batches, route.id)
     except asyncio.CancelledError:
         if watch.absorb():

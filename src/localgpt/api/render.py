@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -313,14 +313,22 @@ def error_event(exc: ProviderError) -> bytes:
     return b"data: " + orjson.dumps({"error": exc.to_dict()}) + b"\n\n"
 
 
+Observer = Callable[[float | None, Usage | None], None]  # (seconds to first bytes, usage)
+
+
 async def render_stream(
     batches: AsyncGenerator[Sequence[AgentEvent], None],
     renderer: StreamRenderer | TextStreamRenderer,
+    observe: Observer | None = None,
+    started: float = 0.0,
 ) -> AsyncGenerator[bytes, None]:
+    first: float | None = None
     try:
         async for batch in batches:
             data = renderer.render(batch)
             if data:
+                if first is None:
+                    first = time.perf_counter() - started
                 yield data
     except ProviderError as exc:
         yield error_event(exc)
@@ -338,4 +346,6 @@ async def render_stream(
         return
     finally:
         await batches.aclose()
+        if observe is not None:
+            observe(first, renderer.usage)
     yield renderer.end()

@@ -15,7 +15,10 @@ from localgpt.providers.catalog import Catalog
 from localgpt.providers.router import Router
 
 if TYPE_CHECKING:
+    from localgpt.api.metrics import Metrics
+    from localgpt.api.render import Observer
     from localgpt.memory.embedder import Embedder
+    from localgpt.providers.base import Usage
 
 
 @dataclass
@@ -27,6 +30,7 @@ class AppState:
     memory: Memory | None = None  # None in gateway mode: a pure proxy keeps nothing
     conversations: Conversations | None = None
     _embedder: Embedder | None = None
+    metrics: Metrics | None = None
     # Set once the default model can answer (an embedded one is loaded and warm).
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -39,6 +43,22 @@ class AppState:
         agent = Agent(config, router, memory)
         store = SessionStore(Paths.from_env().state_dir / "sessions")
         return cls(config, router, agent, Catalog(router), memory, Conversations(agent, store))
+
+    def observer(self, model: str, stream: bool) -> Observer:
+        """Records a finished completion: time to first content, tokens in and out."""
+        metrics = self.metrics
+
+        def observe(first: float | None, usage: Usage | None) -> None:
+            if metrics is not None:
+                metrics.completion(
+                    model,
+                    stream,
+                    first,
+                    usage.prompt_tokens if usage else 0,
+                    usage.completion_tokens if usage else 0,
+                )
+
+        return observe
 
     def embedder(self) -> Embedder:
         """The MiniLM embedder, shared with the memory when there is one."""

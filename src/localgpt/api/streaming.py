@@ -61,16 +61,34 @@ class DisconnectWatch:
 class EventStreamResponse(Response):
     """Streams SSE bytes; on a disconnect it stops the producer instead of erroring."""
 
-    def __init__(self, body: AsyncGenerator[bytes, None], watch: DisconnectWatch) -> None:
+    def __init__(
+        self, body: AsyncGenerator[bytes, None], watch: DisconnectWatch, first: bytes = b""
+    ) -> None:
         self.status_code = 200
         self.background = None
         self._body = body
         self._watch = watch
+        self._first = first
         self.raw_headers = list(SSE_HEADERS)
+
+    @classmethod
+    async def started(
+        cls, body: AsyncGenerator[bytes, None], watch: DisconnectWatch
+    ) -> EventStreamResponse:
+        """Run the body to its first bytes now. A generator that never started cannot run
+        its cleanup; once started, closing it reaches every stream it wraps (and frees the
+        upstream connection and provider slot), whatever happens to the response."""
+        try:
+            first = await anext(body)
+        except StopAsyncIteration:
+            first = b""
+        return cls(body, watch, first)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            if self._first:
+                await send({"type": "http.response.body", "body": self._first, "more_body": True})
             async for chunk in self._body:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             self._watch.stop()

@@ -72,10 +72,9 @@ def serve(
         int | None, typer.Option("--port", "-p", help="Port (default: [server] port, 31327).")
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_format: Annotated[str, typer.Option(help="text, or json: one object a line.")] = "text",
 ) -> None:
     """Run the HTTP server: the OpenAI-compatible API and the native API."""
-    import logging
-
     import uvicorn
 
     from localgpt.api.app import create_app
@@ -83,9 +82,14 @@ def serve(
     config = load(config_path)
     bind = host or config.server.bind
     listen_port = config.server.port if port is None else port
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    if not config.server.api_keys() and not is_loopback(bind):
+        raise _fail(
+            f"refusing to listen on {bind} without an API key: anyone who can reach it could "
+            "read your memory. Set one in config.toml, e.g. [server] auth_token = "
+            '"${LOCALGPT_TOKEN}" with LOCALGPT_TOKEN from `openssl rand -hex 32`, or bind to '
+            "127.0.0.1."
+        )
+    setup_logging(log_level, log_format)
     uvicorn.run(
         create_app(config),
         host=bind,
@@ -93,10 +97,43 @@ def serve(
         loop="uvloop",
         http="httptools",
         log_level=log_level.lower(),
+        log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=10,
         server_header=False,
+        # The peer address is what rate limits key on: no header may claim another one.
+        proxy_headers=False,
+        timeout_graceful_shutdown=config.server.shutdown_grace,
     )
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def setup_logging(level: str, style: str) -> None:
+    """Every line carries the request id; ``json`` gives one object a line."""
+    import logging
+
+    from localgpt.api.gate import JSONFormatter, RequestIdFilter
+
+    handler = logging.StreamHandler()
+    handler.addFilter(RequestIdFilter())
+    if style == "json":
+        handler.setFormatter(JSONFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
 
 
 @app.command()

@@ -68,12 +68,55 @@ def model_not_found(model: str, why: str) -> ProviderError:
     )
 
 
+class Slots:
+    """A provider's capacity: ``limit`` calls at once, ``queue`` more waiting, then 503."""
+
+    def __init__(self, name: str, limit: int, queue: int) -> None:
+        self.name = name
+        self.limit = limit
+        self.queue = queue
+        self.waiting = 0
+        self.active = 0
+        self._semaphore: asyncio.Semaphore | None = None
+
+    async def acquire(self) -> float:
+        """Wait for a slot; the seconds waited. A full queue is a 503 (failover may help)."""
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self.limit)
+        if self._semaphore.locked() and self.waiting >= self.queue:
+            raise ProviderError(
+                f"provider {self.name} is at capacity ({self.limit} running, {self.waiting} "
+                "waiting); try again shortly",
+                status=503,
+                type="server_error",
+                code="queue_full",
+                retryable=True,
+            )
+        started = time.monotonic()
+        self.waiting += 1
+        try:
+            await self._semaphore.acquire()
+        finally:
+            self.waiting -= 1
+        self.active += 1
+        return time.monotonic() - started
+
+    def release(self) -> None:
+        self.active -= 1
+        assert self._semaphore is not None
+        self._semaphore.release()
+
+
 class Router:
     def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.aliases = {**BUILTIN_ALIASES, **config.agent.aliases}
         self._providers: dict[str, Provider] = {}
+        self._slots: dict[str, Slots] = {}
         self._cooldown: dict[str, float] = {}
+        # Observers for metrics: a failed call, and a wait for a provider slot.
+        self.on_error: Callable[[Route, ProviderError, bool], None] | None = None
+        self.on_wait: Callable[[str, float], None] | None = None
         self._clock = clock
         self._routes: dict[str, Route] = {}
 
@@ -158,6 +201,32 @@ class Router:
     def _failed(self, route: Route, exc: ProviderError, failover: bool) -> None:
         if failover and exc.retryable:
             self._cooldown[route.id] = self._clock() + COOLDOWN_SECONDS
+        if self.on_error is not None:
+            self.on_error(route, exc, failover and exc.retryable)
+
+    def slots(self, name: str) -> Slots:
+        found = self._slots.get(name)
+        if found is None:
+            config = self.configured(name)
+            limit = (
+                64
+                if config is None
+                else (config.parallel if config.type == "local" else config.max_concurrency)
+            )
+            queue = 256 if config is None else config.max_queue
+            found = self._slots[name] = Slots(name, limit, queue)
+        return found
+
+    def queues(self) -> dict[str, tuple[int, int]]:
+        """Waiting and running requests per provider, for metrics."""
+        return {name: (s.waiting, s.active) for name, s in self._slots.items()}
+
+    async def _slot(self, name: str) -> Slots:
+        slots = self.slots(name)
+        waited = await slots.acquire()
+        if self.on_wait is not None:
+            self.on_wait(name, waited)
+        return slots
 
     # --- calls --------------------------------------------------------------------------
 
@@ -167,7 +236,11 @@ class Router:
         for route in routes:
             try:
                 provider = self.provider(route.provider)
-                result = await provider.complete(replace(request, model=route.model))
+                slots = await self._slot(route.provider)
+                try:
+                    result = await provider.complete(replace(request, model=route.model))
+                finally:
+                    slots.release()
                 return route, result
             except ProviderError as exc:
                 self._failed(route, exc, len(routes) > 1)
@@ -187,11 +260,13 @@ class Router:
         errors: list[tuple[Route, ProviderError]] = []
         for route in routes:
             stream: EventBatches | None = None
+            slots: Slots | None = None
             try:
                 provider = self.provider(route.provider)
+                slots = await self._slot(route.provider)
                 stream = getattr(provider, method)(replace(request, model=route.model))
                 first = await anext(stream)
-                return route, _prepend(first, stream)
+                return route, _prepend(first, stream, slots)
             except StopAsyncIteration:
                 exc = ProviderError(
                     f"provider {route.provider} sent an empty stream",
@@ -211,7 +286,11 @@ class Router:
             except BaseException:
                 if stream is not None:
                     await asyncio.shield(stream.aclose())
+                if slots is not None:
+                    slots.release()
                 raise
+            if slots is not None:
+                slots.release()  # this route failed before its first event
         raise _exhausted(errors)
 
     def context_window(self, model: str) -> int | None:
@@ -282,10 +361,14 @@ def _exhausted(errors: list[tuple[Route, ProviderError]]) -> ProviderError:
     return combined
 
 
-async def _prepend(first: list[StreamEvent], rest: EventBatches) -> EventBatches:
+async def _prepend(first: list[StreamEvent], rest: EventBatches, slots: Slots) -> EventBatches:
+    """The stream with its first batch put back; its provider slot is held until it ends."""
     try:
         yield first
         async for batch in rest:
             yield batch
     finally:
-        await rest.aclose()
+        try:
+            await rest.aclose()
+        finally:
+            slots.release()
