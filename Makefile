@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: setup serve test lint typecheck pytest bench clean
+.PHONY: setup serve test lint typecheck pytest bench load clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,9 @@ test: lint typecheck pytest
 
 bench: setup
 	$(BIN)/python bench/run.py
+
+load: setup
+	$(BIN)/python bench/load.py
 
 lock:
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \

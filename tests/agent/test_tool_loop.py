@@ -337,3 +337,24 @@ def test_a_request_larger_than_the_context_is_refused(
     assert resp.status_code == 400
     assert resp.json()["error"]["code"] == "context_length_exceeded"
     assert not [r for r in openai_upstream.requests if r.path == "/v1/chat/completions"]
+
+
+def test_web_fetch_through_the_assistant_refuses_the_machines_own_network(
+    server: Server, client: openai.OpenAI, openai_upstream: FakeOpenAI
+) -> None:
+    for url in (
+        f"{openai_upstream.url}/v1/models",
+        "http://169.254.169.254/latest/",
+        "http://10.0.0.1/",
+        "http://localhost:1/",
+    ):
+        openai_upstream.reset()
+        openai_upstream.script(
+            "fake-model",
+            Script(tool_calls=[FakeCall("web_fetch", [json.dumps({"url": url})])]),
+            Script(text=["ok"]),
+        )
+        client.chat.completions.create(model="m", messages=user("fetch it"))
+        result = chat_requests(openai_upstream)[-1]["messages"][-1]
+        assert result["role"] == "tool" and "refused" in result["content"], url
+        assert not [r for r in openai_upstream.requests if r.path == "/v1/models"]

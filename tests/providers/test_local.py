@@ -389,3 +389,19 @@ def test_ready_once_the_default_model_is_loaded_and_warm(
     resp = post_chat(server.url, {"model": SMOLLM, "messages": user("Hi"), "max_tokens": 3})
     usage = resp.json()["usage"]
     assert usage["prompt_tokens_details"]["cached_tokens"] > 100  # the warm system prompt
+
+
+def test_refused_streams_give_their_slot_back(local: Server) -> None:
+    """The single slot (parallel = 1) is free again after streams refused before their
+    first token; a leak here would make every later request wait forever."""
+    for _ in range(3):
+        resp = post_chat(
+            local.url, {"model": SMOLLM, "messages": user("x"), "n": 2, "stream": True}
+        )
+        assert resp.status_code == 400
+    resp = httpx.post(
+        f"{local.url}/v1/chat/completions",
+        timeout=30,
+        json={"model": SMOLLM, "messages": user("Hi"), "max_tokens": 3, "stream": True},
+    )
+    assert resp.status_code == 200 and resp.text.endswith("data: [DONE]\n\n")

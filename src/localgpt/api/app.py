@@ -21,6 +21,7 @@ from localgpt.api.metrics import CONTENT_TYPE, Metrics
 from localgpt.api.protocol import ChatCompletionRequest, CompletionRequest
 from localgpt.api.state import AppState
 from localgpt.config import Config
+from localgpt.providers.http import BUDGET
 
 
 def create_app(config: Config) -> FastAPI:
@@ -37,6 +38,7 @@ def create_app(config: Config) -> FastAPI:
             seconds
         )
         metrics.watch_queues(state.router.queues)
+        BUDGET.limit = config.server.max_buffered_bytes
         app.state.localgpt = state
         # Everything loaded so far lives as long as the server: keep it out of the garbage
         # collector's scans, which otherwise add milliseconds to the tail of request latency.

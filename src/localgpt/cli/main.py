@@ -90,7 +90,7 @@ def serve(
             "127.0.0.1."
         )
     setup_logging(log_level, log_format)
-    uvicorn.run(
+    settings = uvicorn.Config(
         create_app(config),
         host=bind,
         port=listen_port,
@@ -104,6 +104,27 @@ def serve(
         proxy_headers=False,
         timeout_graceful_shutdown=config.server.shutdown_grace,
     )
+    _graceful_server()(settings).run()
+
+
+def _graceful_server() -> Any:
+    import signal
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """Exits 0 after a SIGTERM, once in-flight requests have finished.
+
+        uvicorn re-raises the signal after its graceful shutdown, which makes the exit status
+        143 and tells a supervisor the stop went wrong; a completed shutdown is a success.
+        """
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            if sig == signal.SIGTERM and sig in self._captured_signals:
+                self._captured_signals.remove(sig)
+
+    return Server
 
 
 def is_loopback(host: str) -> bool:

@@ -23,6 +23,59 @@ from localgpt.providers.base import (
     upstream_status_error,
 )
 
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024  # one upstream answer, or one line of a stream
+
+
+class ByteBudget:
+    """Bytes of upstream answers held in memory at once, across all requests.
+
+    A non-stream answer is read whole before it is parsed, and a stream's unfinished line
+    is held until its end arrives: both draw on this budget, so a flood of large answers is
+    refused (503) instead of exhausting the machine's memory.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, n: int, provider: str) -> None:
+        if self.used + n > self.limit:
+            raise ProviderError(
+                f"the server holds too much upstream data at once to take more from provider "
+                f"{provider}; try again shortly",
+                status=503,
+                type="server_error",
+                code="server_busy",
+                retryable=True,
+            )
+        self.used += n
+
+    def give(self, n: int) -> None:
+        self.used -= n
+
+
+BUDGET = ByteBudget(256 * 1024 * 1024)  # [server] max_buffered_bytes sets it at start-up
+
+
+async def read_body(resp: aiohttp.ClientResponse, provider: str) -> bytes:
+    """A whole answer, within the per-answer cap and the server-wide budget."""
+    chunks: list[bytes] = []
+    held = 0
+    try:
+        async for data in resp.content.iter_any():
+            held += len(data)
+            if held > MAX_RESPONSE_BYTES:
+                raise ProviderError(
+                    f"provider {provider} sent an answer larger than {MAX_RESPONSE_BYTES} bytes",
+                    status=502,
+                    code="upstream_bad_response",
+                )
+            BUDGET.take(len(data), provider)
+            chunks.append(data)
+        return b"".join(chunks)
+    finally:
+        BUDGET.give(sum(len(c) for c in chunks))
+
 
 class HTTPClient:
     """One pooled aiohttp session per provider, created inside the running event loop."""
@@ -67,7 +120,7 @@ class HTTPClient:
                 method, url, data=data, timeout=timeout or self._timeout
             ) as resp:
                 if resp.status >= 400:
-                    raw = await resp.read()
+                    raw = await read_body(resp, self.name)
                     raise self.status_error(resp.status, raw, resp.headers)
                 yield resp
         except ProviderError:
@@ -84,7 +137,7 @@ class HTTPClient:
     async def get_json(self, url: str, timeout: float) -> Any:
         limit = aiohttp.ClientTimeout(total=timeout)
         async with self.request("GET", url, timeout=limit) as resp:
-            return orjson.loads(await resp.read())
+            return orjson.loads(await read_body(resp, self.name))
 
     def status_error(self, status: int, raw: bytes, headers: Mapping[str, str]) -> ProviderError:
         message, etype, code, param = parse_error_body(raw)
@@ -129,19 +182,31 @@ async def iter_lines(resp: aiohttp.ClientResponse, provider: str) -> AsyncIterat
     client, which halves the per-chunk cost of a fast stream without delaying anything.
     """
     buffer = b""
+    held = 0  # the unfinished line's bytes, drawn from the server-wide budget
     try:
         async for data in resp.content.iter_any():
             buffer += data
             if b"\n" not in data:
+                if len(buffer) > MAX_RESPONSE_BYTES:
+                    raise ProviderError(
+                        f"provider {provider} sent a stream line larger than "
+                        f"{MAX_RESPONSE_BYTES} bytes",
+                        status=502,
+                        code="upstream_bad_response",
+                    )
+                BUDGET.take(len(data), provider)
+                held += len(data)
                 continue
             *lines, buffer = buffer.split(b"\n")
+            BUDGET.give(held)
+            held = 0
             yield lines
     except TimeoutError:
         raise timeout_error(provider, "stream stalled") from None
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
         raise stream_cut_error(provider) from None
-    except asyncio.CancelledError:
-        raise
+    finally:
+        BUDGET.give(held)
     if buffer.strip():
         yield [buffer]
 

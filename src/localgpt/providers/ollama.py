@@ -33,7 +33,7 @@ from localgpt.providers.base import (
     stream_cut_error,
     text_of,
 )
-from localgpt.providers.http import HTTPClient, iter_lines
+from localgpt.providers.http import HTTPClient, iter_lines, read_body
 
 DEFAULT_ENDPOINT = "http://localhost:11434"
 SUPPORTED = frozenset(
@@ -116,7 +116,7 @@ class OllamaProvider:
     async def complete(self, request: ChatRequest) -> Completion:
         url = f"{self.endpoint}/api/chat"
         async with self.http.request("POST", url, self._body(request, False)) as resp:
-            raw = await resp.read()
+            raw = await read_body(resp, self.name)
         try:
             data = orjson.loads(raw)
             message = data["message"]

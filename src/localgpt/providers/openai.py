@@ -22,7 +22,7 @@ from localgpt.providers.base import (
     TextRequest,
     stream_cut_error,
 )
-from localgpt.providers.http import HTTPClient, SSEParser, drain, iter_lines
+from localgpt.providers.http import HTTPClient, SSEParser, drain, iter_lines, read_body
 from localgpt.providers.openai_format import parse_chunk, parse_completion, parse_text_chunk
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -53,7 +53,7 @@ class OpenAIProvider:
 
     async def complete(self, request: ChatRequest) -> Completion:
         async with self.http.request("POST", self._chat_url, self._body(request, False)) as resp:
-            raw = await resp.read()
+            raw = await read_body(resp, self.name)
         try:
             data = orjson.loads(raw)
             return parse_completion(data)

@@ -261,11 +261,13 @@ class Router:
         for route in routes:
             stream: EventBatches | None = None
             slots: Slots | None = None
+            handed_over = False
             try:
                 provider = self.provider(route.provider)
                 slots = await self._slot(route.provider)
                 stream = getattr(provider, method)(replace(request, model=route.model))
                 first = await anext(stream)
+                handed_over = True  # from here the stream holds the slot until it ends
                 return route, _prepend(first, stream, slots)
             except StopAsyncIteration:
                 exc = ProviderError(
@@ -286,11 +288,10 @@ class Router:
             except BaseException:
                 if stream is not None:
                     await asyncio.shield(stream.aclose())
-                if slots is not None:
-                    slots.release()
                 raise
-            if slots is not None:
-                slots.release()  # this route failed before its first event
+            finally:
+                if slots is not None and not handed_over:
+                    slots.release()
         raise _exhausted(errors)
 
     def context_window(self, model: str) -> int | None:
