@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: setup serve test lint typecheck pytest bench load clean
+.PHONY: setup serve test lint typecheck pytest browser bench load clean
 
 setup: $(STAMP)
 
@@ -29,8 +29,14 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-pytest: setup
+pytest: setup browser
 	$(BIN)/pytest
+
+# The page's end-to-end tests drive Debian's Chromium (Playwright never downloads a browser).
+browser:
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; \
+		else sudo apt-get update -q && sudo apt-get install -y -q chromium; fi; }
 
 test: lint typecheck pytest
 

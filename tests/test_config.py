@@ -155,3 +155,13 @@ def test_cli_invalid_config_is_one_clear_line(tmp_path: Path) -> None:
     bad.write_text("[server\n")
     done = run_cli("config", "show", "--config", str(bad), home=tmp_path)
     assert done.returncode == 2 and "invalid TOML" in done.stderr
+
+
+def test_the_committed_reference_is_current() -> None:
+    """docs/configuration.md is `localgpt config reference`: regenerate it when keys change."""
+    from localgpt.config import reference
+
+    committed = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    assert committed == reference()
+    for key in ("default_model", "fallback_models", "auth_token", "web_fetch_allow", "scope"):
+        assert f"`{key}`" in committed

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PROVIDER_TYPES = ("openai", "anthropic", "ollama", "local")
@@ -75,73 +76,108 @@ def default_config_path() -> Path:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    # Each field's docstring is its description: `localgpt config reference` prints them.
+    model_config = ConfigDict(extra="allow", frozen=True, use_attribute_docstrings=True)
 
 
 class AgentConfig(_Section):
-    # None: the embedded model ([providers.local] model_path, else the bundled Qwen).
+    """The assistant: which model answers, how long a conversation may grow, its tools."""
+
     default_model: str | None = None
+    """The model for requests that name none (`provider/model` or an alias). Unset: the
+    embedded model ([providers.local] model_path, else the bundled Qwen2.5-Coder-1.5B)."""
     context_window: int = Field(128_000, gt=0)
+    """Tokens a conversation may use; less for the embedded model, whose context is known."""
     reserve_tokens: int = Field(8_000, ge=0)
+    """Room kept for the answer: sessions are compacted past `context_window -
+    reserve_tokens`."""
     max_tokens: int = Field(4096, gt=0)
+    """Output cap for providers that require one (Anthropic, the embedded model)."""
     fallback_models: list[str] = []
+    """Tried in order after a 429, a 5xx, a timeout or a refused connection."""
     max_tool_repeats: int = Field(3, ge=1)
+    """The same tool call with the same arguments runs at most this often per request."""
     max_tool_errors: int = Field(3, ge=1)
+    """A tool that fails this many times in a row is blocked for the rest of the request."""
     gateway_mode: bool = False
+    """A pure proxy: no assistant prompt, memory, tools or sessions."""
     aliases: dict[str, str] = {}
+    """Your own short model names, added to opus, sonnet, gpt and gpt-mini."""
 
 
 class ProviderConfig(_Section):
-    """One model provider. ``type`` defaults to the section name for the built-in names."""
+    """A model provider, `[providers.NAME]`, routed as `NAME/model`."""
 
     type: ProviderType
+    """openai (any OpenAI-compatible server), anthropic, ollama or local; defaults to the
+    section name for those four names."""
     api_key: str | None = None
+    """The provider's key (`${ENV_VAR}` is expanded)."""
     base_url: str | None = None
-    # Ollama's native API address (upstream's key); ``base_url`` is accepted as a synonym.
+    """The server's address, e.g. `http://127.0.0.1:8000/v1` for vLLM."""
     endpoint: str | None = None
-    # Ollama: the model upstream routes bare names to and lists first.
+    """Ollama's address (upstream's key; `base_url` works too). Default
+    `http://localhost:11434`."""
     model: str | None = None
-    # Models to list in /v1/models besides what the provider reports itself.
+    """Ollama: a model to list first."""
     models: list[str] = []
-    # Requests in flight at once to this provider, and how many more may wait (then 503).
+    """Models to list in /v1/models besides those the provider reports."""
     max_concurrency: int = Field(64, gt=0)
+    """Requests in flight at once to this provider (the embedded model: `parallel`)."""
     max_queue: int = Field(256, ge=0)
+    """Requests that may wait for a slot; more get a 503."""
     connect_timeout: float = Field(10.0, gt=0)
-    # Longest wait for the first byte of an answer, and between bytes of a stream.
+    """Seconds to connect."""
     read_timeout: float = Field(300.0, gt=0)
-    # Longest a whole request may take.
+    """Seconds to the first byte of an answer, and between bytes of a stream."""
     timeout: float = Field(600.0, gt=0)
-    # anthropic: the API version to ask for. Since 2026-10-21 Anthropic refuses temperature,
-    # top_p and top_k; "2023-06-01" brings them back on models that still support them.
+    """Seconds a whole request may take."""
     api_version: str | None = None
-    # Extra HTTP headers sent with every request (e.g. OpenRouter's ``HTTP-Referer``).
+    """Anthropic: the API version. Since 2026-10-21 Anthropic refuses temperature, top_p and
+    top_k; "2023-06-01" brings them back on models that still take them."""
     headers: dict[str, str] = {}
-    # local: a GGUF file and the runtime's knobs.
+    """Extra HTTP headers for every request (e.g. OpenRouter's `HTTP-Referer`)."""
     model_path: str | None = None
-    model_sha256: str | None = None  # if set, a configured GGUF must match it to be loaded
-    # The fill-in-the-middle format of a configured GGUF: qwen, starcoder, codellama, deepseek.
+    """Local: any GGUF file, served as `local/<file name without .gguf>`."""
+    model_sha256: str | None = None
+    """Local: if set, the GGUF file must have this sha256 to be loaded."""
     fim: Literal["qwen", "starcoder", "codellama", "deepseek"] | None = None
-    threads: int = Field(0, ge=0)  # 0: the machine's cores
+    """Local: the fill-in-the-middle format of the configured GGUF, for `suffix`."""
+    threads: int = Field(0, ge=0)
+    """Local: CPU threads; 0 uses all cores."""
     context_size: int = Field(8192, gt=0)
+    """Local: context length of each sequence, in tokens."""
     parallel: int = Field(1, gt=0)
+    """Local: sequences generated at once."""
 
 
 class MemoryConfig(_Section):
-    # None: $XDG_DATA_HOME/localgpt/workspace (upstream's ~/.local/share/localgpt/workspace).
+    """The workspace of markdown files and its search index."""
+
     workspace: str | None = None
+    """The workspace folder. Unset: `$XDG_DATA_HOME/localgpt/workspace`
+    (`~/.local/share/localgpt/workspace`)."""
     embedding_provider: Literal["local", "none"] = "local"
-    # In embedder tokens. Upstream's 400 would leave every chunk's end past MiniLM's 256-token
-    # window, unembedded; 240 plus the special tokens fits it.
+    """`local`: hybrid keyword and meaning search with MiniLM; `none`: keywords only."""
     chunk_size: int = Field(240, gt=16, le=254)
+    """Chunk size in embedder tokens. Upstream's 400 would leave every chunk's end past
+    MiniLM's 256-token window, unembedded; 240 plus the special tokens fits it."""
     chunk_overlap: int = Field(40, ge=0)
+    """Tokens shared by consecutive chunks (whole lines)."""
     temporal_decay_lambda: float = Field(0.0, ge=0)
+    """Per-day decay of daily logs' search scores: `exp(-lambda * age_days)`; 0: off."""
 
 
 class RateLimitConfig(_Section):
-    # Off by default: a single-user server on loopback has no one to throttle.
+    """Per-client token buckets, keyed on the API key, else on the peer address."""
+
     enabled: bool = False
+    """Off by default, unlike upstream: a single-user server on loopback has no one to
+    throttle."""
     requests_per_minute: int = Field(60, gt=0)
+    """Sustained rate per client."""
     burst: int = Field(10, gt=0)
+    """Requests a client may make at once."""
 
 
 Scope = Literal["gateway", "assistant", "full", "admin"]
@@ -156,23 +192,35 @@ class KeyConfig(_Section):
     """
 
     key: str = Field(min_length=8)
+    """The key, sent as `Authorization: Bearer <key>`."""
     scope: Scope = "full"
+    """gateway, assistant, full or admin."""
     name: str | None = None
+    """A name for logs and rate limits."""
 
 
 class ServerConfig(_Section):
+    """The HTTP server."""
+
     enabled: bool = True
+    """Upstream's key; kept for compatibility."""
     port: int = Field(31327, ge=0, le=65535)
+    """The port."""
     bind: str = "127.0.0.1"
-    # One key, or several; a key without a scope is full.
+    """The address. Anything but loopback needs `auth_token`."""
     auth_token: str | list[str | KeyConfig] | None = None
+    """One key, or a list of keys and `{key, scope, name}` tables; a key without a scope is
+    full. When set, every route but `/health`, the chat page and `/docs` needs a key."""
     cors_origins: list[str] = []
+    """Browser origins allowed besides localhost ones."""
     max_request_body: int = Field(10 * 1024 * 1024, gt=0)
+    """Bytes; larger requests get a 413 before they are read."""
     rate_limit: RateLimitConfig = RateLimitConfig()
-    # Seconds in-flight requests get to finish after SIGTERM.
+    """See [server.rate_limit]."""
     shutdown_grace: int = Field(10, ge=0)
-    # All upstream answers held in memory at once (non-stream bodies, stream lines).
+    """Seconds in-flight requests get to finish after SIGTERM."""
     max_buffered_bytes: int = Field(256 * 1024 * 1024, gt=0)
+    """Upstream answers held in memory at once, all requests together; past it, 503."""
 
     def api_keys(self) -> list[KeyConfig]:
         tokens = self.auth_token
@@ -184,23 +232,37 @@ class ServerConfig(_Section):
 
 
 class ToolsConfig(_Section):
+    """The assistant's own tools."""
+
     bash_timeout_ms: int = Field(30_000, gt=0)
+    """How long a shell command may run."""
     web_fetch_max_bytes: int = Field(10_000, gt=0)
-    # host:port pairs web_fetch may reach although they are not public (an intranet wiki).
+    """How much of a page web_fetch reads."""
     web_fetch_allow: list[str] = []
+    """`host:port` pairs web_fetch may reach although they are not public (an intranet
+    wiki); everything else private is refused, redirects included."""
     shell: bool = False
+    """The `bash` tool: for the local command line, and for admin keys."""
     file_write: bool = False
+    """The `write_file` tool (inside the workspace): likewise."""
 
 
 class ActiveHours(_Section):
     start: str = "00:00"
+    """Upstream's key; kept for compatibility."""
     end: str = "24:00"
+    """Upstream's key; kept for compatibility."""
 
 
 class HeartbeatConfig(_Section):
+    """Upstream's periodic tasks (read, not run, by this implementation)."""
+
     enabled: bool = False
+    """Upstream's key; kept for compatibility."""
     interval: str = "30m"
+    """Upstream's key; kept for compatibility."""
     active_hours: ActiveHours | None = None
+    """Upstream's key; kept for compatibility."""
 
 
 class Config(_Section):
@@ -373,3 +435,58 @@ def effective_dict(config: Config) -> dict[str, Any]:
 
     data: dict[str, Any] = clean(config.model_dump(mode="json"))
     return data
+
+
+# --- The reference ----------------------------------------------------------------------------
+
+REFERENCE_SECTIONS: list[tuple[str, type[BaseModel]]] = [
+    ("[agent]", AgentConfig),
+    ("[providers.NAME]", ProviderConfig),
+    ("[memory]", MemoryConfig),
+    ("[server]", ServerConfig),
+    ("[server.rate_limit]", RateLimitConfig),
+    ("keys in [server] auth_token", KeyConfig),
+    ("[tools]", ToolsConfig),
+    ("[heartbeat]", HeartbeatConfig),
+]
+
+
+def _type_name(annotation: Any) -> str:
+    text = str(annotation).replace("typing.", "").replace("localgpt.config.", "")
+    text = re.sub(r"<class '([\w.]+)'>", r"\1", text)
+    return text.replace("NoneType", "None").replace("|", "\\|")
+
+
+def _default(value: Any) -> str:
+    if isinstance(value, BaseModel):
+        return "(a table)"
+    if value is None:
+        return "unset"
+    return (
+        f"`{tomli_w.dumps({'x': value}).split(' = ', 1)[1].strip()}`"
+        if not isinstance(value, dict)
+        else f"`{value}`"
+    )
+
+
+def reference() -> str:
+    """Markdown for every key, generated from the models: `localgpt config reference`."""
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from the config model by `localgpt config reference`; keys and defaults "
+        "follow upstream LocalGPT unless noted. The file is `$LOCALGPT_CONFIG`, or "
+        "`$XDG_CONFIG_HOME/localgpt/config.toml`; `${VAR}` and `${VAR:-default}` in strings "
+        "are replaced by environment variables. `localgpt config init` writes a commented "
+        "template, `localgpt config show` prints the effective values with secrets masked.",
+    ]
+    for title, model in REFERENCE_SECTIONS:
+        lines += ["", f"## {title}", ""]
+        if model.__doc__:
+            lines += [" ".join(model.__doc__.split()), ""]
+        lines += ["| key | type | default | meaning |", "|---|---|---|---|"]
+        for name, field in model.model_fields.items():
+            default = "required" if field.is_required() else _default(field.default)
+            meaning = " ".join((field.description or "").split()).replace("|", "\\|")
+            lines.append(f"| `{name}` | {_type_name(field.annotation)} | {default} | {meaning} |")
+    return "\n".join(lines) + "\n"

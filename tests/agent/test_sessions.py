@@ -168,3 +168,12 @@ def test_a_session_past_its_window_is_compacted_before_the_next_turn(
     assert session["compactions"] >= 1
     assert session["messages"][0]["content"] == "Summary of the earlier conversation:\nSUMMARY."
     assert session["messages"][-1]["content"].startswith("You said: turn 7")
+
+
+def test_a_provider_failure_is_an_error_event(server: Server, openai_upstream: FakeOpenAI) -> None:
+    openai_upstream.script("fake-model", Script(status=500))
+    resp = httpx.post(f"{server.url}/api/chat/stream", json={"message": "hi"}, timeout=30)
+    found = events(resp.text)
+    assert [k for k, _ in found] == ["session", "error"]
+    error = found[-1][1]
+    assert "HTTP 500" in error["message"] and error["error"]["code"] == "upstream_error"

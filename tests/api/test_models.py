@@ -97,3 +97,17 @@ def test_health_and_ready(gateway: Server) -> None:
     assert httpx.get(f"{gateway.url}/health", timeout=10).json() == {"status": "ok"}
     # A remote default model needs no loading: ready at once.
     assert httpx.get(f"{gateway.url}/ready", timeout=10).json() == {"status": "ready"}
+
+
+def test_docs_and_the_page_are_served_offline(gateway: Server) -> None:
+    docs = httpx.get(f"{gateway.url}/docs", timeout=10)
+    assert docs.status_code == 200 and "/static/swagger/swagger-ui-bundle.js" in docs.text
+    assert "cdn" not in docs.text.lower()
+    bundle = httpx.get(f"{gateway.url}/static/swagger/swagger-ui-bundle.js", timeout=10)
+    assert bundle.status_code == 200 and len(bundle.content) > 100_000
+    page = httpx.get(f"{gateway.url}/", timeout=10)
+    assert (
+        page.status_code == 200 and "script-src 'self'" in page.headers["content-security-policy"]
+    )
+    for asset in ("app.js", "markdown.js", "style.css"):
+        assert httpx.get(f"{gateway.url}/static/{asset}", timeout=10).status_code == 200

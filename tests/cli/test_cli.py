@@ -90,3 +90,26 @@ def test_memory_commands(tmp_path: Path) -> None:
     assert json.loads(found.stdout)[0]["path"] == "knowledge/car.md"
     stats = json.loads(run(tmp_path, "memory", "stats", "--json").stdout)
     assert stats["files"] == 4 and stats["model"] == "all-minilm-l6-v2"
+
+
+def test_doctor_reports_and_says_what_to_fix(tmp_path: Path, openai_upstream: FakeOpenAI) -> None:
+    from tests.conftest import free_port
+
+    config = tmp_path / "c.toml"
+    config.write_text(
+        gateway_config(openai_upstream.url, gateway=False)
+        + f"""
+[providers.down]
+type = "openai"
+base_url = "http://127.0.0.1:{free_port()}/v1"
+"""
+    )
+    done = run(tmp_path, "doctor", "--config", str(config), "--json")
+    checks = {c["name"]: c for c in json.loads(done.stdout)}
+    assert done.returncode == 1  # a provider is down
+    assert checks["provider openai"]["status"] == "ok"
+    assert checks["provider down"]["status"] == "fail" and checks["provider down"]["fix"]
+    assert checks["default model"]["status"] == "ok"
+    assert checks["embedder"]["status"] == "ok" and checks["access"]["status"] == "ok"
+    readable = run(tmp_path, "doctor", "--config", str(config))
+    assert "provider down" in readable.stdout and "→" in readable.stdout

@@ -78,7 +78,7 @@ def test_missing_wrong_or_misplaced_keys_get_401(server: Server, headers: dict[s
         ("GET", "/v1/models"),
         ("GET", "/api/sessions"),
         ("GET", "/metrics"),
-        ("GET", "/openapi.json"),
+        ("GET", "/api/memory/file?path=MEMORY.md"),
         ("GET", "/ready"),
     ):
         resp = httpx.request(

@@ -13,7 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.responses import Response
 
 from localgpt import __version__
-from localgpt.api import chat, completions, embeddings, errors, models, native
+from localgpt.api import chat, completions, embeddings, errors, models, native, web
 from localgpt.api.embeddings import EmbeddingRequest
 from localgpt.api.errors import APIError
 from localgpt.api.gate import Gate
@@ -67,12 +67,15 @@ def create_app(config: Config) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         description="A local-first AI assistant with an OpenAI-compatible API.",
+        docs_url=None,  # served by web.install from installed files, not a CDN
+        redoc_url=None,
     )
     errors.install(app)
     app.include_router(chat.router)
     app.include_router(completions.router)
     app.include_router(embeddings.router)
     app.include_router(native.router)
+    web.install(app)
     app.include_router(models.router)
 
     @app.get("/ready", summary="Readiness: the default model can answer", response_class=Response)

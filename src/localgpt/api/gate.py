@@ -37,7 +37,9 @@ from localgpt.config import Config, KeyConfig
 log = logging.getLogger("localgpt.access")
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
-PUBLIC = frozenset({"/health", "/", "/favicon.ico"})
+# The page, its files and the API reference: nothing in them is private, and a browser
+# cannot send a key when it navigates to them.
+PUBLIC = frozenset({"/health", "/", "/favicon.ico", "/docs", "/openapi.json"})
 LOCALHOST_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
 PUBLIC_PREFIXES = ("/static/",)
 _SANE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
@@ -48,7 +50,7 @@ SCOPES: dict[str, Permissions] = {
     "admin": Permissions(local_tools=True),
 }
 NATIVE_SCOPES = frozenset({"full", "admin"})
-READ_ONLY_NATIVE = ("/api/memory/search", "/api/memory/stats", "/api/status")
+READ_ONLY_NATIVE = ("/api/memory/search", "/api/memory/file", "/api/memory/stats", "/api/status")
 
 
 class BodyTooLarge(APIError):

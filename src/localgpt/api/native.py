@@ -256,7 +256,7 @@ async def _native_events(
             if out:
                 yield b"".join(out)
     except ProviderError as exc:
-        yield _event("error", **exc.to_dict())
+        yield _event("error", message=exc.message, error=exc.to_dict())
         return
     yield _event("done", session_id=session.id, usage=usage_dict(usage))
 
@@ -296,6 +296,26 @@ async def memory_search(
                 for r in results
             ]
         }
+    )
+
+
+@router.get("/memory/file", summary="Read lines of a workspace file")
+async def memory_file(
+    request: Request,
+    path: str = Query(min_length=1),
+    start: int = Query(1, ge=1),
+    end: int | None = Query(None, ge=1),
+) -> Response:
+    from localgpt.memory.workspace import WorkspaceError
+
+    memory = _memory(request)
+    try:
+        text = await memory.read(path, start, end)
+    except WorkspaceError as exc:
+        raise APIError(404, str(exc), param="path", code="file_not_found") from None
+    lines = text.removesuffix("\n").split("\n")
+    return _json(
+        {"path": path, "start_line": start, "end_line": start + len(lines) - 1, "lines": lines}
     )
 
 

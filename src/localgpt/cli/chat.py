@@ -8,13 +8,17 @@ Slash commands: ``/new`` starts a new session, ``/compact`` compacts this one, `
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.live import Live
+from rich.markdown import Markdown
 
 from localgpt.agent.agent import Agent
 from localgpt.agent.conversation import Conversations
-from localgpt.agent.events import ToolEnd, ToolStart
+from localgpt.agent.events import AgentEvent, ToolEnd, ToolStart
 from localgpt.agent.sessions import Session, SessionStore
 from localgpt.agent.tools import Permissions
 from localgpt.config import Paths
@@ -81,18 +85,41 @@ class ChatApp:
                 self.console.print("[dim]compacting the session first...[/]")
                 await conversations.compact(session, model, self.permissions)
             _route, stream = await conversations.turn(session, text, model, self.permissions)
+            await self.show(stream)
+        except ProviderError as exc:
+            self.console.print(f"\n[bold red]error:[/] {exc.message}", highlight=False)
+
+    async def show(self, stream: AsyncGenerator[Sequence[AgentEvent], None]) -> None:
+        """On a terminal the reply is rendered as markdown while it streams; piped, it is
+        printed as it comes, plain."""
+        live = self.console.is_terminal
+        text = ""
+        view = (
+            Live(
+                Markdown(""),
+                console=self.console,
+                refresh_per_second=12,
+                vertical_overflow="visible",
+            )
+            if live
+            else None
+        )
+        with view if view is not None else nullcontext():
             async for batch in stream:
                 for event in batch:
                     if isinstance(event, TextDelta):
-                        self.console.print(event.text, end="", markup=False, highlight=False)
+                        text += event.text
+                        if view is not None:
+                            view.update(Markdown(text))
+                        else:
+                            self.console.print(event.text, end="", markup=False, highlight=False)
                     elif isinstance(event, ToolStart):
-                        self.console.print(f"\n[dim]⚙ {event.name} {event.arguments}[/]")
+                        self.console.print(f"[dim]⚙ {event.name} {event.arguments}[/]")
                     elif isinstance(event, ToolEnd):
                         first = event.output.splitlines()[0][:100] if event.output else ""
-                        self.console.print(f"[dim]  → {first}[/]")
+                        self.console.print(f"[dim]  → {first}[/]", highlight=False)
+        if view is None:
             self.console.print()
-        except ProviderError as exc:
-            self.console.print(f"\n[bold red]error:[/] {exc.message}", highlight=False)
 
     async def command(self, session: Session, line: str) -> Session | None:
         name, _, arg = line.partition(" ")

@@ -218,6 +218,42 @@ def chat(
         pass
 
 
+@app.command()
+def doctor(
+    config_path: ConfigOption = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Check the config, providers, model, embedder, memory and port; say what to fix."""
+    from localgpt.cli import doctor as checks
+    from localgpt.config import ConfigError, default_config_path, load_config
+
+    path = config_path or default_config_path()
+    try:
+        config, warnings = load_config(config_path)
+    except ConfigError as exc:
+        found = [checks.Check("config", "fail", str(exc), "fix the key named")]
+    else:
+        found = checks.run(config, path, warnings)
+    failed = any(c.status == "fail" for c in found)
+    if json_output:
+        import json
+
+        print(json.dumps([c.as_dict() for c in found], indent=2))
+        raise typer.Exit(1 if failed else 0)
+    from rich.console import Console
+    from rich.table import Table
+
+    marks = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}
+    table = Table(box=None, show_header=False)
+    for c in found:
+        detail = c.detail + (f"\n[dim]→ {c.fix}[/]" if c.fix and c.status != "ok" else "")
+        table.add_row(marks[c.status], f"[bold]{c.name}[/]", detail)
+    console = Console()
+    console.print(table)
+    console.print("[red]some checks failed[/]" if failed else "[green]all good[/]")
+    raise typer.Exit(1 if failed else 0)
+
+
 @app.command("models")
 def models_command(
     config_path: ConfigOption = None,
@@ -277,6 +313,14 @@ def config_init(
     target.write_text(template, encoding="utf-8")
     target.chmod(0o600)
     print(f"wrote {target}")
+
+
+@config_app.command("reference")
+def config_reference() -> None:
+    """Print the reference of every config key (markdown), generated from the config model."""
+    from localgpt.config import reference
+
+    print(reference(), end="")
 
 
 @config_app.command("show")

@@ -67,13 +67,18 @@ class Memory:
         return self._index
 
     async def start(self, watch: bool = True) -> None:
-        """Open the index, bring it up to date, then follow the workspace for changes."""
+        """Follow the workspace for changes, open the index and bring it up to date.
+
+        The watcher starts first: a file written while the first reindex runs is then seen
+        by one or the other (or both, which is harmless), never by neither.
+        """
+        if watch and self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch())
+            await asyncio.sleep(0)  # let the watcher begin watching
         index = await self.index()
         stats = await self._run(index.reindex)
         log.info("memory index ready: %s", stats)
         self.ready.set()
-        if watch and self._watcher is None:
-            self._watcher = asyncio.create_task(self._watch())
 
     async def _watch(self) -> None:
         import watchfiles

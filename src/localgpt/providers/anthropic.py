@@ -31,6 +31,7 @@ from localgpt.providers.base import (
     Usage,
     check_params,
     no_text_completions,
+    parse_arguments,
     stream_cut_error,
     text_of,
     timeout_error,
@@ -432,15 +433,3 @@ def convert_messages(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str
                 "The deprecated 'function' role is not supported; use tool messages.",
             )
     return "\n\n".join(system), out
-
-
-def parse_arguments(arguments: str, where: str) -> Any:
-    if not arguments.strip():
-        return {}
-    try:
-        value = json.loads(arguments)
-    except json.JSONDecodeError:
-        raise UnsupportedParameter(where, "Tool call arguments must be a JSON object.") from None
-    if not isinstance(value, dict):
-        raise UnsupportedParameter(where, "Tool call arguments must be a JSON object.")
-    return value

@@ -11,6 +11,8 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 
 @dataclass(slots=True)
 class ChatRequest:
@@ -285,6 +287,19 @@ def check_params(params: dict[str, Any], supported: frozenset[str], provider: st
         raise UnsupportedParameter(
             key, f"The '{key}' parameter is not supported by {provider} models."
         )
+
+
+def parse_arguments(arguments: str, where: str) -> dict[str, Any]:
+    """Decode a client-sent tool call's arguments for providers that take an object."""
+    if not arguments.strip():
+        return {}
+    try:
+        value = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        raise UnsupportedParameter(where, "Tool call arguments must be a JSON object.") from None
+    if not isinstance(value, dict):
+        raise UnsupportedParameter(where, "Tool call arguments must be a JSON object.")
+    return value
 
 
 def text_of(content: Any) -> str:

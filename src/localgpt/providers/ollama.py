@@ -30,6 +30,7 @@ from localgpt.providers.base import (
     Usage,
     check_params,
     no_text_completions,
+    parse_arguments,
     stream_cut_error,
     text_of,
 )
@@ -266,13 +267,9 @@ def convert_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for j, call in enumerate(message.get("tool_calls") or ()):
                 fn = call["function"]
                 names[call["id"]] = fn["name"]
-                try:
-                    arguments = orjson.loads(fn["arguments"] or "{}")
-                except orjson.JSONDecodeError:
-                    raise UnsupportedParameter(
-                        f"messages[{i}].tool_calls[{j}].function.arguments",
-                        "Tool call arguments must be a JSON object.",
-                    ) from None
+                arguments = parse_arguments(
+                    fn["arguments"] or "", f"messages[{i}].tool_calls[{j}].function.arguments"
+                )
                 calls.append({"function": {"name": fn["name"], "arguments": arguments}})
             if calls:
                 item["tool_calls"] = calls

@@ -1,0 +1,326 @@
+// The chat page: sessions, streamed replies, tool activity, the memory panel.
+// It speaks LocalGPT's native API (sessions and their SSE stream) with a bearer key kept in
+// localStorage, asked for once when the server answers 401.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { sessions: [], current: localStorage.getItem("localgpt.session"), abort: null };
+const EMBEDDING_MODEL = "local/all-minilm-l6-v2";
+
+// --- HTTP --------------------------------------------------------------------------------
+
+function headers(json = false) {
+  const h = {};
+  const token = localStorage.getItem("localgpt.token");
+  if (token) h.Authorization = `Bearer ${token}`;
+  if (json) h["Content-Type"] = "application/json";
+  return h;
+}
+
+function askToken() {
+  return new Promise((resolve) => {
+    const dialog = $("token-dialog");
+    dialog.addEventListener("close", () => {
+      const value = $("token").value.trim();
+      if (value) localStorage.setItem("localgpt.token", value);
+      resolve();
+    }, { once: true });
+    dialog.showModal();
+  });
+}
+
+async function api(path, { method = "GET", body, signal } = {}) {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const resp = await fetch(path, {
+      method, signal, headers: headers(body !== undefined),
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (resp.status === 401) { await askToken(); continue; }
+    if (!resp.ok) {
+      let message = `${resp.status} ${resp.statusText}`;
+      try { message = (await resp.json()).error.message || message; } catch { /* not JSON */ }
+      throw new Error(message);
+    }
+    return resp;
+  }
+  throw new Error("no valid API key");
+}
+
+const json = async (path, options) => (await api(path, options)).json();
+
+// --- sessions ----------------------------------------------------------------------------
+
+async function loadSessions() {
+  state.sessions = await json("/api/sessions");
+  const nav = $("sessions");
+  nav.replaceChildren(...state.sessions.map((s) => {
+    const item = document.createElement("div");
+    item.className = "session" + (s.id === state.current ? " active" : "");
+    item.dataset.id = s.id;
+    const title = document.createElement("span");
+    title.className = "title";
+    title.textContent = s.title || "New chat";
+    const remove = document.createElement("button");
+    remove.className = "delete";
+    remove.type = "button";
+    remove.title = "Delete";
+    remove.textContent = "×";
+    remove.addEventListener("click", async (event) => {
+      event.stopPropagation();
+      await api(`/api/sessions/${s.id}`, { method: "DELETE" });
+      if (state.current === s.id) selectSession(null);
+      await loadSessions();
+    });
+    item.append(title, remove);
+    item.addEventListener("click", () => selectSession(s.id));
+    return item;
+  }));
+}
+
+async function selectSession(id) {
+  state.current = id;
+  if (id) localStorage.setItem("localgpt.session", id);
+  else localStorage.removeItem("localgpt.session");
+  $("messages").replaceChildren();
+  document.querySelectorAll(".session").forEach((el) => el.classList.toggle("active", el.dataset.id === id));
+  if (!id) return;
+  const session = await json(`/api/sessions/${id}`);
+  if (session.model) $("model").value = session.model;
+  renderHistory(session.messages);
+}
+
+function renderHistory(messages) {
+  const tools = {};
+  for (const m of messages) {
+    if (m.role === "user") addMessage("user", typeof m.content === "string" ? m.content : JSON.stringify(m.content));
+    else if (m.role === "assistant") {
+      if (m.content) addMessage("assistant", m.content);
+      for (const call of m.tool_calls || []) tools[call.id] = toolBox(call.function.name, call.function.arguments);
+    } else if (m.role === "tool" && tools[m.tool_call_id]) {
+      finishTool(tools[m.tool_call_id], m.content);
+    } else if (m.role === "system" && m.content.startsWith("Summary of the earlier conversation")) {
+      addMessage("assistant", `*${m.content}*`);
+    }
+  }
+  scrollDown();
+}
+
+// --- messages ----------------------------------------------------------------------------
+
+function addMessage(role, text) {
+  const el = document.createElement("div");
+  el.className = `message ${role}`;
+  if (role === "assistant") el.innerHTML = Markdown.render(text);
+  else el.textContent = text;
+  $("messages").append(el);
+  return el;
+}
+
+function toolBox(name, args) {
+  const box = document.createElement("details");
+  box.className = "tool";
+  const summary = document.createElement("summary");
+  summary.textContent = `⚙ ${name} …`;
+  const pre = document.createElement("div");
+  pre.className = "args";
+  pre.textContent = args;
+  box.append(summary, pre);
+  $("messages").append(box);
+  return box;
+}
+
+function briefly(output) {
+  try {
+    const parsed = JSON.parse(output);
+    if (Array.isArray(parsed)) return `${parsed.length} result${parsed.length === 1 ? "" : "s"}`;
+  } catch { /* plain text */ }
+  return (output || "").split("\n")[0].slice(0, 80);
+}
+
+function finishTool(box, output, failed = false) {
+  const summary = box.querySelector("summary");
+  const first = briefly(output);
+  summary.textContent = summary.textContent.replace(" …", failed ? " ✗ " : " ✓ ") + first;
+  const out = document.createElement("div");
+  out.className = "output";
+  out.textContent = output;
+  box.append(out);
+}
+
+const scrollDown = () => { const m = $("messages"); m.scrollTop = m.scrollHeight; };
+const setStatus = (text) => { $("status").textContent = text; };
+
+function streaming(on) {
+  $("send").hidden = on;
+  $("stop").hidden = !on;
+  $("input").disabled = on;
+}
+
+// --- sending -----------------------------------------------------------------------------
+
+async function* events(resp) {
+  const reader = resp.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      const data = block.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
+      if (data) yield JSON.parse(data);
+    }
+  }
+}
+
+async function send(text) {
+  addMessage("user", text);
+  const reply = addMessage("assistant", "");
+  reply.classList.add("typing");
+  scrollDown();
+  streaming(true);
+  setStatus("thinking…");
+  state.abort = new AbortController();
+  const tools = {};
+  let content = "", frame = 0;
+  const paint = () => { frame = 0; reply.innerHTML = Markdown.render(content); scrollDown(); };
+  try {
+    const resp = await api("/api/chat/stream", {
+      method: "POST", signal: state.abort.signal,
+      body: { message: text, session_id: state.current || undefined, model: $("model").value || undefined },
+    });
+    for await (const event of events(resp)) {
+      if (event.type === "session" && event.session_id !== state.current) {
+        state.current = event.session_id;
+        localStorage.setItem("localgpt.session", state.current);
+      } else if (event.type === "content") {
+        content += event.delta;
+        setStatus("");
+        if (!frame) frame = requestAnimationFrame(paint);
+      } else if (event.type === "tool_start") {
+        setStatus(`running ${event.name}…`);
+        tools[event.id] = toolBox(event.name, event.arguments);
+        $("messages").append(reply); // the answer continues below the tool
+      } else if (event.type === "tool_end" && tools[event.id]) {
+        finishTool(tools[event.id], event.output, event.error);
+      } else if (event.type === "error") {
+        throw new Error(event.message);
+      } else if (event.type === "done") {
+        const u = event.usage;
+        setStatus(u ? `${u.prompt_tokens} tokens in, ${u.completion_tokens} out` : "");
+      }
+    }
+  } catch (error) {
+    if (error.name === "AbortError") setStatus("stopped");
+    else { addMessage("error", `Error: ${error.message}`); setStatus(""); }
+  } finally {
+    if (frame) cancelAnimationFrame(frame);
+    paint();
+    reply.classList.remove("typing");
+    if (!content) reply.remove();
+    state.abort = null;
+    streaming(false);
+    $("input").focus();
+    loadSessions();
+  }
+}
+
+// --- models and memory -------------------------------------------------------------------
+
+async function loadModels() {
+  const models = (await json("/v1/models")).data.filter((m) => m.id !== EMBEDDING_MODEL);
+  const select = $("model");
+  select.replaceChildren(...models.map((m) => new Option(m.id, m.id)));
+  select.addEventListener("change", async () => {
+    if (state.current) await api(`/api/sessions/${state.current}/model`, { method: "POST", body: { model: select.value } });
+  });
+}
+
+async function searchMemory(query) {
+  const { results } = await json(`/api/memory/search?q=${encodeURIComponent(query)}&limit=10`);
+  $("memory-file").hidden = true;
+  const list = $("memory-results");
+  list.hidden = false;
+  if (!results.length) { list.textContent = "No matches."; return; }
+  list.replaceChildren(...results.map((r) => {
+    const hit = document.createElement("div");
+    hit.className = "hit";
+    const where = document.createElement("div");
+    where.className = "where";
+    where.textContent = `${r.path}:${r.start_line}-${r.end_line}`;
+    const snippet = document.createElement("div");
+    snippet.className = "snippet";
+    snippet.textContent = r.snippet;
+    hit.append(where, snippet);
+    hit.addEventListener("click", () => openHit(r));
+    return hit;
+  }));
+}
+
+async function openHit(hit) {
+  const start = Math.max(1, hit.start_line - 5);
+  const file = await json(`/api/memory/file?path=${encodeURIComponent(hit.path)}&start=${start}&end=${hit.end_line + 5}`);
+  $("memory-results").hidden = true;
+  $("memory-file").hidden = false;
+  $("memory-file-name").textContent = `${file.path} (lines ${hit.start_line}-${hit.end_line})`;
+  $("memory-file-lines").replaceChildren(...file.lines.map((text, i) => {
+    const no = file.start_line + i;
+    const line = document.createElement("span");
+    line.className = "line" + (no >= hit.start_line && no <= hit.end_line ? " hit-line" : "");
+    const number = document.createElement("span");
+    number.className = "no";
+    number.textContent = no;
+    line.append(number, text);
+    return line;
+  }));
+  document.querySelector(".hit-line")?.scrollIntoView({ block: "center" });
+}
+
+// --- wiring ------------------------------------------------------------------------------
+
+function wire() {
+  $("composer").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = $("input").value.trim();
+    if (!text || state.abort) return;
+    $("input").value = "";
+    send(text);
+  });
+  $("input").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); $("composer").requestSubmit(); }
+  });
+  $("stop").addEventListener("click", () => state.abort?.abort());
+  $("new-chat").addEventListener("click", async () => {
+    const created = await json("/api/sessions", { method: "POST", body: { model: $("model").value || null } });
+    await loadSessions();
+    await selectSession(created.id);
+    $("input").focus();
+  });
+  const toggle = (open) => { $("memory").hidden = !open; $("memory-toggle").setAttribute("aria-expanded", String(open)); };
+  $("memory-toggle").addEventListener("click", () => toggle($("memory").hidden));
+  $("memory-close").addEventListener("click", () => toggle(false));
+  $("memory-back").addEventListener("click", () => { $("memory-file").hidden = true; $("memory-results").hidden = false; });
+  $("memory-search").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const query = $("memory-query").value.trim();
+    if (query) searchMemory(query).catch((e) => { $("memory-results").textContent = e.message; });
+  });
+}
+
+async function start() {
+  wire();
+  try {
+    await loadModels();
+    await loadSessions();
+    if (state.current && state.sessions.some((s) => s.id === state.current)) await selectSession(state.current);
+    else selectSession(null);
+  } catch (error) {
+    addMessage("error", `Error: ${error.message}`);
+  }
+  $("input").focus();
+}
+
+start();
