@@ -38,6 +38,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def serve_command(config: Path, port: int) -> list[str]:
+    """The installed CLI, as a user runs it, quiet so logging costs nothing measurable."""
+    return [
+        str(ROOT / ".venv" / "bin" / "localgpt"),
+        "serve",
+        "--config",
+        str(config),
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -197,16 +211,7 @@ def run(duration: float = 4.0, with_litellm: bool = True) -> dict[str, object]:
             f'[providers.openai]\napi_key = "x"\nbase_url = "http://127.0.0.1:{upstream_port}/v1"\n'
         )
         port = free_port()
-        cmd = [
-            str(ROOT / ".venv" / "bin" / "localgpt"),
-            "serve",
-            "--config",
-            str(config),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ]
+        cmd = serve_command(config, port)
         with running(cmd, f"http://127.0.0.1:{port}/health") as (proc, startup):
             time.sleep(1.0)
             info["localgpt"] = {"startup_s": startup, "idle_rss_mb": rss_mb(proc.pid)}
@@ -229,16 +234,7 @@ def run(duration: float = 4.0, with_litellm: bool = True) -> dict[str, object]:
             "XDG_STATE_HOME": str(home / "state"),
         }
         port = free_port()
-        cmd = [
-            str(ROOT / ".venv" / "bin" / "localgpt"),
-            "serve",
-            "--config",
-            str(assistant),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ]
+        cmd = serve_command(assistant, port)
         with running(cmd, f"http://127.0.0.1:{port}/health", env=env) as (proc, _):
             time.sleep(3.0)  # the memory index opens in the background
             rows += measure(

@@ -24,7 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import loadgen
-from bench.gateway import WORK, free_port, rss_mb, running
+from bench.gateway import WORK, free_port, rss_mb, running, serve_command
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,16 +34,7 @@ def serve(config: str, home: Path) -> tuple[list[str], str, dict[str, str]]:
     path = home / "config.toml"
     path.write_text(config)
     port = free_port()
-    cmd = [
-        str(ROOT / ".venv" / "bin" / "localgpt"),
-        "serve",
-        "--config",
-        str(path),
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
+    cmd = serve_command(path, port)
     env = {**os.environ, "XDG_DATA_HOME": str(home / "data"), "XDG_STATE_HOME": str(home)}
     return cmd, f"http://127.0.0.1:{port}", env
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from bench.gateway import WORK, free_port, running
+from bench.gateway import WORK, free_port, running, serve_command
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "qwen2.5-coder-1.5b-instruct"
@@ -115,16 +115,7 @@ def _serve(
         f"[providers.local]\nthreads = {threads}\ncontext_size = 8192\n"
     )
     port = free_port()
-    cmd = [
-        str(ROOT / ".venv" / "bin" / "localgpt"),
-        "serve",
-        "--config",
-        str(config),
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
+    cmd = serve_command(config, port)
     env = {
         **os.environ,
         "XDG_CACHE_HOME": str(path.parent.parent.parent),

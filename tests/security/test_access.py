@@ -195,7 +195,7 @@ enabled = true
 requests_per_minute = 6
 burst = 3
 """,
-        ).replace("[tools]", "[tools]", 1)
+        )
     )
     statuses = [chat(server, FULL).status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 429]

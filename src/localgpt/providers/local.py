@@ -49,29 +49,6 @@ from localgpt.providers.openai_format import parse_chunk, parse_text_chunk
 
 log = logging.getLogger("localgpt.providers.local")
 
-SUPPORTED = frozenset(
-    {
-        "max_tokens",
-        "max_completion_tokens",
-        "temperature",
-        "top_p",
-        "top_k",
-        "min_p",
-        "repeat_penalty",
-        "presence_penalty",
-        "frequency_penalty",
-        "stop",
-        "seed",
-        "logprobs",
-        "top_logprobs",
-        "response_format",
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-        "logit_bias",
-        "n",
-    }
-)
 # Passed to llama.cpp as they are.
 PASSTHROUGH = (
     "temperature",
@@ -88,26 +65,24 @@ PASSTHROUGH = (
     "response_format",
     "logit_bias",
 )
-TEXT_SUPPORTED = frozenset(
-    {
-        "suffix",
+SUPPORTED = frozenset(
+    (
+        *PASSTHROUGH,
         "max_tokens",
-        "temperature",
-        "top_p",
-        "top_k",
-        "min_p",
-        "repeat_penalty",
-        "presence_penalty",
-        "frequency_penalty",
-        "stop",
-        "seed",
-        "logprobs",
-        "logit_bias",
+        "max_completion_tokens",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
         "n",
-        "best_of",
-        "echo",
-    }
+    )
 )
+TEXT_SUPPORTED = (frozenset(PASSTHROUGH) - {"top_logprobs", "response_format"}) | {
+    "suffix",
+    "max_tokens",
+    "n",
+    "best_of",
+    "echo",
+}
 # Fill-in-the-middle prompt formats, by model family.
 FIM_TEMPLATES = {
     "qwen": "<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>",
