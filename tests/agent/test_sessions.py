@@ -67,6 +67,29 @@ def test_session_api(server: Server, openai_upstream: FakeOpenAI) -> None:
     assert httpx.get(f"{url}/api/sessions/..%2F..%2Fetc", timeout=10).status_code == 404
 
 
+def test_a_session_cannot_be_deleted_while_it_answers(
+    server: Server, openai_upstream: FakeOpenAI
+) -> None:
+    url = server.url
+    sid = httpx.post(f"{url}/api/sessions", json={}, timeout=10).json()["id"]
+    openai_upstream.script("fake-model", Script(text=["slow", " reply", "."], delay=1.0))
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream(
+            "POST", f"{url}/api/chat/stream", json={"session_id": sid, "message": "hi"}
+        ) as stream,
+    ):
+        lines = stream.iter_lines()
+        next(lines)  # the session event: the turn holds the session
+        busy = httpx.delete(f"{url}/api/sessions/{sid}", timeout=10)
+        assert busy.status_code == 409 and error_of(busy)["code"] == "session_busy"
+        assert "event: done" in list(lines)
+    kept = httpx.get(f"{url}/api/sessions/{sid}/messages", timeout=10).json()["messages"]
+    assert [m["role"] for m in kept] == ["user", "assistant"]
+    assert httpx.delete(f"{url}/api/sessions/{sid}", timeout=10).status_code == 200
+    assert httpx.get(f"{url}/api/sessions/{sid}", timeout=10).status_code == 404
+
+
 def test_session_stream_events(server: Server, openai_upstream: FakeOpenAI) -> None:
     openai_upstream.script(
         "fake-model",

@@ -55,6 +55,12 @@ class Conversations:
     def lock(self, session_id: str) -> asyncio.Lock:
         return self._locks.setdefault(session_id, asyncio.Lock())
 
+    def forget(self, session_id: str) -> None:
+        """Drop a deleted session's lock, unless someone is waiting on it."""
+        lock = self._locks.get(session_id)
+        if lock is not None and not lock.locked():
+            del self._locks[session_id]
+
     def model_of(self, session: Session, model: str | None = None) -> str:
         return model or session.model or self.agent.config.default_model
 

@@ -113,8 +113,20 @@ async def get_session(request: Request, session_id: str) -> Response:
 
 @router.delete("/sessions/{session_id}", summary="Delete a session")
 async def delete_session(request: Request, session_id: str) -> Response:
+    conversations = _conversations(request)
     _session(request, session_id)
-    await asyncio.to_thread(_conversations(request).store.delete, session_id)
+    lock = conversations.lock(session_id)
+    if lock.locked():
+        # Deleting under a running turn would let the turn write the file back.
+        raise APIError(
+            409,
+            f"Session '{session_id}' is answering; stop the reply, then delete it.",
+            param="session_id",
+            code="session_busy",
+        )
+    async with lock:
+        await asyncio.to_thread(conversations.store.delete, session_id)
+    conversations.forget(session_id)
     return _json({"id": session_id, "deleted": True})
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.live import Live
 from rich.markdown import Markdown
+from rich.markup import escape
 
 from localgpt.agent.agent import Agent
 from localgpt.agent.conversation import Conversations
@@ -51,11 +52,11 @@ class ChatApp:
         store = self.conversations.store
         found = store.get(session_id) if session_id else None
         if session_id and found is None:
-            self.console.print(f"[yellow]no session {session_id}; starting a new one[/]")
+            self.console.print(f"[yellow]no session {escape(session_id)}; starting a new one[/]")
         session = found if found is not None else await asyncio.to_thread(store.create, self.model)
         self.console.print(
             f"[dim]session {session.id} · model "
-            f"{self.conversations.model_of(session, self.model)} · {HELP}[/]"
+            f"{escape(self.conversations.model_of(session, self.model))} · {HELP}[/]"
         )
         try:
             while True:
@@ -87,7 +88,7 @@ class ChatApp:
             _route, stream = await conversations.turn(session, text, model, self.permissions)
             await self.show(stream)
         except ProviderError as exc:
-            self.console.print(f"\n[bold red]error:[/] {exc.message}", highlight=False)
+            self.console.print(f"\n[bold red]error:[/] {escape(exc.message)}", highlight=False)
 
     async def show(self, stream: AsyncGenerator[Sequence[AgentEvent], None]) -> None:
         """On a terminal the reply is rendered as markdown while it streams; piped, it is
@@ -114,10 +115,13 @@ class ChatApp:
                         else:
                             self.console.print(event.text, end="", markup=False, highlight=False)
                     elif isinstance(event, ToolStart):
-                        self.console.print(f"[dim]⚙ {event.name} {event.arguments}[/]")
+                        self.console.print(
+                            f"[dim]⚙ {escape(event.name)} {escape(event.arguments)}[/]",
+                            highlight=False,
+                        )
                     elif isinstance(event, ToolEnd):
                         first = event.output.splitlines()[0][:100] if event.output else ""
-                        self.console.print(f"[dim]  → {first}[/]", highlight=False)
+                        self.console.print(f"[dim]  → {escape(first)}[/]", highlight=False)
         if view is None:
             self.console.print()
 
@@ -142,12 +146,14 @@ class ChatApp:
                 try:
                     self.router.resolve(arg)
                 except ProviderError as exc:
-                    self.console.print(f"[red]{exc.message}[/]")
+                    self.console.print(f"[red]{escape(exc.message)}[/]")
                     return session
                 session.model = arg
                 self.model = None
                 await asyncio.to_thread(conversations.store.rewrite, session)
-            self.console.print(f"[dim]model {conversations.model_of(session, self.model)}[/]")
+            self.console.print(
+                f"[dim]model {escape(conversations.model_of(session, self.model))}[/]"
+            )
         elif name == "/context":
             model = conversations.model_of(session, self.model)
             window = self.router.context_window(model) or 0

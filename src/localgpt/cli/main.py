@@ -40,14 +40,16 @@ ConfigOption = Annotated[
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 
 def load(path: Path | None) -> Config:
     """Load the config or exit with one clear line; print warnings about unknown keys."""
     from rich.console import Console
+    from rich.markup import escape
 
     from localgpt.config import ConfigError, load_config
 
@@ -57,7 +59,7 @@ def load(path: Path | None) -> Config:
         raise _fail(str(exc)) from None
     console = Console(stderr=True)
     for warning in warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     return config
 
 
@@ -241,13 +243,16 @@ def doctor(
         print(json.dumps([c.as_dict() for c in found], indent=2))
         raise typer.Exit(1 if failed else 0)
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     marks = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}
     table = Table(box=None, show_header=False)
     for c in found:
-        detail = c.detail + (f"\n[dim]→ {c.fix}[/]" if c.fix and c.status != "ok" else "")
-        table.add_row(marks[c.status], f"[bold]{c.name}[/]", detail)
+        detail = escape(c.detail) + (
+            f"\n[dim]→ {escape(c.fix)}[/]" if c.fix and c.status != "ok" else ""
+        )
+        table.add_row(marks[c.status], f"[bold]{escape(c.name)}[/]", detail)
     console = Console()
     console.print(table)
     console.print("[red]some checks failed[/]" if failed else "[green]all good[/]")
