@@ -7,7 +7,10 @@ so the tests see exactly what the model was given.
 from __future__ import annotations
 
 import json
+import shutil
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -358,3 +361,50 @@ def test_web_fetch_through_the_assistant_refuses_the_machines_own_network(
         result = chat_requests(openai_upstream)[-1]["messages"][-1]
         assert result["role"] == "tool" and "refused" in result["content"], url
         assert not [r for r in openai_upstream.requests if r.path == "/v1/models"]
+
+
+def test_a_tool_failing_unexpectedly_is_an_error_result_not_a_failed_request(
+    server: Server, client: openai.OpenAI, openai_upstream: FakeOpenAI
+) -> None:
+    # The daily log's folder is a file: saving fails with an OS error, not a ToolError.
+    memory = server.home / "data" / "localgpt" / "workspace" / "memory"
+    shutil.rmtree(memory, ignore_errors=True)
+    memory.write_text("not a folder")
+    openai_upstream.script(
+        "fake-model",
+        Script(tool_calls=[FakeCall("memory_save", ['{"content": "a fact"}'])]),
+        Script(text=["could not save"]),
+    )
+    resp = client.chat.completions.create(model="m", messages=user("remember a fact"))
+    assert resp.choices[0].message.content == "could not save"
+    result = chat_requests(openai_upstream)[-1]["messages"][-1]
+    assert result["role"] == "tool" and result["content"].startswith("Error: ")
+
+
+def test_every_model_call_of_the_tool_loop_takes_a_provider_slot(
+    servers: Callable[[str], Server], openai_upstream: FakeOpenAI
+) -> None:
+    # One slot, no queue: while the loop's second model call runs, another request is
+    # turned away with 503 queue_full rather than overloading the provider.
+    server = servers(
+        gateway_config(openai_upstream.url, gateway=False).replace(
+            'base_url = "', 'max_concurrency = 1\nmax_queue = 0\nbase_url = "', 1
+        )
+    )
+    openai_upstream.script(
+        "fake-model",
+        Script(tool_calls=[FakeCall("memory_search", ['{"query": "x"}'])]),
+        Script(text=["slow", " final", " answer"], delay=0.7),
+    )
+    body = {"model": "openai/fake-model", "messages": user("look it up")}
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(httpx.post, f"{server.url}/v1/chat/completions", json=body, timeout=60)
+        deadline = time.monotonic() + 20
+        while len(chat_requests(openai_upstream)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(chat_requests(openai_upstream)) == 2
+        turned_away = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=30)
+        assert first.result().json()["choices"][0]["message"]["content"] == "slow final answer"
+    assert turned_away.status_code == 503
+    assert turned_away.json()["error"]["code"] == "queue_full"
+    assert len(chat_requests(openai_upstream)) == 2

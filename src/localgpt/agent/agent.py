@@ -368,8 +368,9 @@ class Agent:
                     for k, v in params.items()
                     if k not in ("tools", "tool_choice", "parallel_tool_calls")
                 }
-            provider = self.router.provider(route.provider)
-            stream = provider.stream(ChatRequest(route.model, transcript, next_params))
+            stream = await self.router.stream_on(
+                route, ChatRequest(route.model, transcript, next_params)
+            )
 
     @staticmethod
     def _assistant_message(turn: Turn) -> dict[str, Any]:
@@ -429,6 +430,12 @@ class Agent:
             except ToolError as exc:
                 errors[call.name] = errors.get(call.name, 0) + 1
                 return ToolEnd(call.id, call.name, f"Error: {exc}", True)
+            except Exception as exc:
+                # A failing disk or an odd file is the tool's failure, not the request's: the
+                # model hears of it and may try another way.
+                log.exception("tool %s failed", call.name)
+                errors[call.name] = errors.get(call.name, 0) + 1
+                return ToolEnd(call.id, call.name, f"Error: {type(exc).__name__}: {exc}", True)
             errors[call.name] = 0
             return ToolEnd(call.id, call.name, output)
 

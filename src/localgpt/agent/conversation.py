@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,10 +18,13 @@ from localgpt.agent.agent import Agent, estimate_tokens
 from localgpt.agent.events import AgentEvent
 from localgpt.agent.sessions import Session, SessionStore
 from localgpt.agent.tools import Permissions, Toolbox
-from localgpt.providers.base import ChatRequest, collect
+from localgpt.providers.base import ChatRequest, ProviderError, collect
 from localgpt.providers.router import Route
 
+log = logging.getLogger("localgpt.agent")
+
 KEEP_LAST = 4
+SUMMARY_HEADER = "Summary of the earlier conversation:"
 FLUSH_PROMPT = (
     "The older part of this conversation is about to be replaced by a summary. Before that "
     "happens, save any durable facts worth remembering (about the user, decisions, things to "
@@ -72,12 +76,18 @@ class Conversations:
         return counted if counted is not None else estimate_tokens(prepared)
 
     def limit(self, model: str) -> int:
+        """Where compaction starts: the window less room for the reply. The reserve is
+        capped at a quarter of the window, so the default 8,000 (sized for 128k-token
+        models) leaves a small local model's 8k window usable."""
         window = self.agent.router.context_window(model) or self.agent.config.agent.context_window
-        limit = window - self.agent.config.agent.reserve_tokens
-        return limit if limit > 0 else window // 2
+        return window - min(self.agent.config.agent.reserve_tokens, window // 4)
 
     async def needs_compaction(self, session: Session, model: str) -> bool:
-        if len(session.messages) <= KEEP_LAST:
+        """Only when compacting would shrink something: a history that is just a summary
+        and the last few messages is left alone, however long, rather than re-summarised
+        before every turn."""
+        split = _split(session.messages)
+        if split <= 0 or (split == 1 and _is_summary(session.messages[0])):
             return False
         return await self.tokens(session, model) > self.limit(model)
 
@@ -112,16 +122,22 @@ class Conversations:
         model = self.model_of(session, model)
         before = len(session.messages)
         tokens_before = await self.tokens(session, model)
-        split = len(session.messages) - KEEP_LAST
-        while split > 0 and session.messages[split].get("role") == "tool":
-            split -= 1  # never separate tool results from the call they answer
+        split = _split(session.messages)
         if split <= 0:
             return Compaction(False, before, before, tokens_before, tokens_before, 0)
         older, recent = session.messages[:split], session.messages[split:]
-        flushed = await self._flush(older, model, permissions)
+        # The older part can itself be longer than the window (a long paste, or a smaller
+        # model than the one the session started with): the model sees its latest part.
+        older = _fit(older, self.limit(model) // 2)
+        try:
+            flushed = await self._flush(older, model, permissions)
+        except ProviderError as exc:
+            # A failed flush loses a chance to save facts, not the session: summarise anyway.
+            log.warning("memory flush before compaction failed: %s", exc.message)
+            flushed = 0
         summary = await self._summarise(older, model)
         session.messages = [
-            {"role": "system", "content": f"Summary of the earlier conversation:\n{summary}"},
+            {"role": "system", "content": f"{SUMMARY_HEADER}\n{summary}"},
             *recent,
         ]
         session.compactions += 1
@@ -159,6 +175,40 @@ class Conversations:
         )
         _, completion = await self.agent.router.complete(model, request)
         return (completion.choices[0].content or "").strip()
+
+
+def _split(messages: list[dict[str, Any]]) -> int:
+    """Where the kept tail starts: the last few messages, never a tool result cut off from
+    the call it answers."""
+    split = len(messages) - KEEP_LAST
+    while split > 0 and messages[split].get("role") == "tool":
+        split -= 1
+    return split
+
+
+def _is_summary(message: dict[str, Any]) -> bool:
+    content = message.get("content")
+    return (
+        message.get("role") == "system"
+        and isinstance(content, str)
+        and content.startswith(SUMMARY_HEADER)
+    )
+
+
+def _fit(messages: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
+    """The latest messages that fit in about ``budget`` tokens, starting at a user or system
+    message so no tool result lacks its call; if not even that fits, the end of the
+    transcript as one message."""
+    start = len(messages) - 1
+    while start > 0 and estimate_tokens(messages[start - 1 :]) <= budget:
+        start -= 1
+    while start < len(messages) and messages[start].get("role") not in ("user", "system"):
+        start += 1
+    kept = messages[start:]
+    if kept and estimate_tokens(kept) <= budget:
+        return kept
+    text = "\n".join(_line(m) for m in messages)
+    return [{"role": "user", "content": "[earlier conversation, cut]\n" + text[-budget * 3 :]}]
 
 
 def _line(message: dict[str, Any]) -> str:

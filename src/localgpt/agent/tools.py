@@ -228,4 +228,5 @@ class Toolbox:
             raise ToolError(str(exc)) from None
         path.parent.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(atomic_write, path, content.encode("utf-8"))
-        return f"Wrote {len(content)} characters to {path.relative_to(self.memory.workspace.root)}."
+        root = self.memory.workspace.root.resolve()
+        return f"Wrote {len(content)} characters to {path.relative_to(root)}."

@@ -294,6 +294,14 @@ class Router:
                     slots.release()
         raise _exhausted(errors)
 
+    async def stream_on(self, route: Route, request: ChatRequest) -> EventBatches:
+        """A follow-up call in a turn already routed (the tool loop): the same provider and
+        model, under the same capacity limit, counted in the same metrics; no failover, as
+        the transcript now holds this model's tool calls."""
+        provider = self.provider(route.provider)
+        slots = await self._slot(route.provider)
+        return _holding(route, provider.stream(replace(request, model=route.model)), slots, self)
+
     def context_window(self, model: str) -> int | None:
         """The context the configuration grants ``model``: [agent] context_window, or less
         for the embedded model, whose context_size is known."""
@@ -360,6 +368,22 @@ def _exhausted(errors: list[tuple[Route, ProviderError]]) -> ProviderError:
         retry_after=last.retry_after,
     )
     return combined
+
+
+async def _holding(
+    route: Route, stream: EventBatches, slots: Slots, router: Router
+) -> EventBatches:
+    try:
+        async for batch in stream:
+            yield batch
+    except ProviderError as exc:
+        router._failed(route, exc, False)
+        raise
+    finally:
+        try:
+            await stream.aclose()
+        finally:
+            slots.release()
 
 
 async def _prepend(first: list[StreamEvent], rest: EventBatches, slots: Slots) -> EventBatches:
