@@ -23,7 +23,7 @@ from tests.helpers import error_of, user
 FULL, GATEWAY, ASSISTANT, ADMIN = (
     "full-key-0123456789",
     "gateway-key-0123456789",
-    "assistant-key-0123456789",
+    "full-key-for-the-assistant-scope",  # shares its first 8 characters with FULL
     "admin-key-0123456789",
 )
 
@@ -264,6 +264,7 @@ def test_a_chunked_body_past_the_cap_is_refused(
     server = servers(
         gateway_config(
             openai_upstream.url,
+            gateway=False,
             extra="""
 [server]
 max_request_body = 1000
@@ -271,23 +272,34 @@ max_request_body = 1000
         )
     )
 
-    def chunks() -> Any:
-        for _ in range(20):
-            yield b'{"model": "x", "pad": "' + b"a" * 200 + b'"}'
+    def chunks(body: bytes, count: int) -> Any:
+        for _ in range(count):
+            yield body
 
+    big = b'{"model": "x", "pad": "' + b"a" * 200 + b'"}'
+    for path in ("/v1/chat/completions", "/api/chat", "/api/sessions"):
+        resp = httpx.post(
+            f"{server.url}{path}",
+            content=chunks(big, 20),
+            timeout=10,
+            headers={"Content-Type": "application/json"},
+        )
+        assert resp.status_code == 413 and error_of(resp)["code"] == "request_too_large", path
+    # A chunked body under the cap is read whole and handled as usual.
+    small = b'{"model": "openai/fake-model", "messages": [{"role": "user", "content": "hi"}]}'
     resp = httpx.post(
         f"{server.url}/v1/chat/completions",
-        content=chunks(),
+        content=chunks(small, 1),
         timeout=10,
         headers={"Content-Type": "application/json"},
     )
-    assert resp.status_code == 413 and error_of(resp)["code"] == "request_too_large"
+    assert resp.status_code == 200 and resp.json()["choices"][0]["message"]["content"]
 
 
 def test_cors_allows_localhost_origins_only(server: Server) -> None:
     preflight = {
         "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization,content-type",
+        "Access-Control-Request-Headers": "authorization,content-type,x-stainless-os,x-stainless-lang",
     }
     ok = httpx.options(
         f"{server.url}/v1/chat/completions",

@@ -92,13 +92,16 @@ class Gate:
             allow_origins=config.server.cors_origins,
             allow_origin_regex=LOCALHOST_ORIGINS,
             allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            # Origins are what is restricted; SDKs add headers of their own (x-stainless-*).
+            allow_headers=["*"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
         self.metrics = metrics
         self.keys: list[tuple[bytes, KeyConfig]] = [
             (k.key.encode(), k) for k in config.server.api_keys()
         ]
+        # Rate-limit buckets by key position: names may repeat and prefixes may be shared.
+        self.key_labels = {id(k): f"key:{i}" for i, (_, k) in enumerate(self.keys)}
         self.max_body = config.server.max_request_body
         limit = config.server.rate_limit
         self.limiter = (
@@ -141,7 +144,11 @@ class Gate:
                 await _respond(refusal, send_with_id)
                 return
             if not length and scope["method"] in ("POST", "PUT", "PATCH"):
-                receive = self._counting(receive)
+                buffered = await self._buffered(receive)
+                if buffered is None:
+                    await _respond(BodyTooLarge(self.max_body), send_with_id)
+                    return
+                receive = buffered
             await (self.cors if origin else self.app)(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
@@ -180,7 +187,7 @@ class Gate:
             scope[PERMISSIONS_KEY] = SCOPES[key.scope]
         if self.limiter is not None and path not in PUBLIC:
             client = (
-                f"key:{key.name or key.key[:8]}"
+                self.key_labels[id(key)]
                 if key is not None
                 else f"ip:{(scope.get('client') or ('-',))[0]}"
             )
@@ -205,21 +212,29 @@ class Gate:
                 found = key
         return found
 
-    def _counting(self, receive: Receive) -> Receive:
-        """A chunked body, counted as it arrives and refused once past the cap."""
+    async def _buffered(self, receive: Receive) -> Receive | None:
+        """A chunked body, read whole here (it is capped), so one past the cap is a 413 on
+        every route before any handler sees it; None when it is past the cap."""
+        parts: list[bytes] = []
         total = 0
-        limit = self.max_body
-
-        async def counted() -> Message:
-            nonlocal total
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                total += len(message.get("body", b""))
-                if total > limit:
-                    raise BodyTooLarge(limit)
-            return message
+            if message["type"] != "http.request":
+                break  # the client left: the handler will see it
+            part = message.get("body", b"")
+            total += len(part)
+            if total > self.max_body:
+                return None
+            parts.append(part)
+            if not message.get("more_body"):
+                message = {"type": "http.request", "body": b"".join(parts), "more_body": False}
+                break
+        pending = [message]
 
-        return counted
+        async def replay() -> Message:
+            return pending.pop() if pending else await receive()
+
+        return replay
 
 
 async def _respond(error: APIError, send: Send) -> None:
