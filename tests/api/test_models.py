@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import openai
 
 from tests.conftest import Server, free_port
+from tests.fakes import wait_for
 from tests.fakes.openai_fake import FakeOpenAI
 from tests.helpers import error_of
 
@@ -97,6 +99,23 @@ def test_health_and_ready(gateway: Server) -> None:
     assert httpx.get(f"{gateway.url}/health", timeout=10).json() == {"status": "ok"}
     # A remote default model needs no loading: ready at once.
     assert httpx.get(f"{gateway.url}/ready", timeout=10).json() == {"status": "ready"}
+
+
+def test_an_unnamed_default_does_not_load_the_embedded_model_next_to_a_remote_one(
+    servers: Callable[[str], Server], openai_upstream: FakeOpenAI
+) -> None:
+    # No default_model: the embedded model is the default by rule, but with a remote
+    # provider configured it is loaded on first use, not joined and loaded at every start.
+    server = servers(
+        f'[agent]\ngateway_mode = true\n[providers.openai]\napi_key = "x"\n'
+        f'base_url = "{openai_upstream.url}/v1"\n'
+    )
+    assert wait_for(lambda: httpx.get(f"{server.url}/ready", timeout=10).status_code == 200, 30)
+    assert not list((server.home / "cache").rglob("*.gguf"))
+    status = (Path(f"/proc/{server.process.pid}/status")).read_text()
+    rss_kb = next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]
+    rss_mb = int(rss_kb) / 1024
+    assert rss_mb < 300, rss_mb
 
 
 def test_docs_and_the_page_are_served_offline(gateway: Server) -> None:

@@ -266,6 +266,17 @@ def test_wrong_checksum_is_refused(servers: Callable[[str], Server]) -> None:
             extra=f'model_path = "{path}"\nmodel_sha256 = "{"0" * 64}"',
         )
     )
+    # The default model cannot load: the server is alive but never ready, and says why.
+    assert wait_for(
+        lambda: (
+            httpx.get(f"{server.url}/ready", timeout=10).status_code == 503
+            and error_of(httpx.get(f"{server.url}/ready", timeout=10))["code"]
+            == "model_unavailable"
+        ),
+        60,
+    )
+    assert "checksum mismatch" in error_of(httpx.get(f"{server.url}/ready", timeout=10))["message"]
+    assert httpx.get(f"{server.url}/health", timeout=10).status_code == 200
     resp = post_chat(
         server.url, {"model": "local/SmolLM2-135M-Instruct.Q4_1", "messages": user("x")}
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,7 +22,10 @@ from localgpt.api.metrics import CONTENT_TYPE, Metrics
 from localgpt.api.protocol import ChatCompletionRequest, CompletionRequest
 from localgpt.api.state import AppState
 from localgpt.config import Config
+from localgpt.providers.base import ProviderError
 from localgpt.providers.http import BUDGET
+
+log = logging.getLogger("localgpt.api")
 
 
 def create_app(config: Config) -> FastAPI:
@@ -48,7 +52,13 @@ def create_app(config: Config) -> FastAPI:
         async def warm_up() -> None:
             try:
                 await state.agent.warm_up()
-            finally:
+            except ProviderError as exc:
+                state.unavailable = exc.message
+                log.error("the default model cannot answer: %s", exc.message)
+            except Exception as exc:
+                state.unavailable = f"{type(exc).__name__}: {exc}"
+                log.exception("warming up the default model failed")
+            else:
                 state.ready.set()
 
         background = [asyncio.create_task(warm_up())]
@@ -83,6 +93,13 @@ def create_app(config: Config) -> FastAPI:
         state: AppState = request.app.state.localgpt
         if state.ready.is_set():
             return Response(b'{"status":"ready"}', media_type="application/json")
+        if state.unavailable:
+            return APIError(
+                503,
+                f"The default model cannot answer: {state.unavailable}",
+                type="server_error",
+                code="model_unavailable",
+            ).response()
         return APIError(
             503, "The default model is still loading.", type="server_error", code="not_ready"
         ).response()

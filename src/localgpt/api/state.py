@@ -33,6 +33,7 @@ class AppState:
     metrics: Metrics | None = None
     # Set once the default model can answer (an embedded one is loaded and warm).
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    unavailable: str | None = None  # why the default model failed to load, if it did
 
     @classmethod
     def build(cls, config: Config) -> AppState:

@@ -304,11 +304,8 @@ class LocalProvider:
         return await engine.count_tokens(messages)
 
     async def warm_up(self, model: str) -> None:
-        """Load a model ahead of its first request (errors surface on that request)."""
-        try:
-            await self.engine(model)
-        except ProviderError as exc:
-            log.warning("%s", exc.message)
+        """Load a model ahead of its first request."""
+        await self.engine(model)
 
     async def list_models(self) -> list[ModelInfo]:
         return [ModelInfo(m) for m in self.available()]

@@ -329,17 +329,25 @@ class Router:
         return counted
 
     async def warm_up(self) -> None:
-        """Load the embedded models the configuration will use, so no request waits for it."""
-        models = [self.config.default_model, *self.config.agent.fallback_models]
-        for model in dict.fromkeys(models):
+        """Load the embedded models the configuration will use, so no request waits for it.
+
+        The default model's failure is raised (the server is not ready); a fallback's is
+        logged. The embedded model that is default only because no model was named is not
+        loaded when other providers are configured: it costs a gigabyte and may never serve.
+        """
+        config = self.config
+        implicit = not config.agent.default_model and "local" not in config.providers
+        models = [] if implicit and config.providers else [config.default_model]
+        for model in dict.fromkeys([*models, *config.agent.fallback_models]):
             try:
                 route = self.resolve(model)
-                provider = self.provider(route.provider)
-            except ProviderError:
-                continue
-            warm_up = getattr(provider, "warm_up", None)
-            if warm_up is not None:
-                await warm_up(route.model)
+                warm_up = getattr(self.provider(route.provider), "warm_up", None)
+                if warm_up is not None:
+                    await warm_up(route.model)
+            except ProviderError as exc:
+                if model in models:
+                    raise
+                log.warning("fallback %s is not available: %s", model, exc.message)
 
     async def list_models(self, name: str) -> list[ModelInfo]:
         return await self.provider(name).list_models()
