@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tomllib
@@ -122,6 +123,25 @@ def test_secrets_are_masked() -> None:
     assert shown["server"]["auth_token"] == "tok****0abc"
 
 
+def test_every_kind_of_secret_is_masked() -> None:
+    config = parse_config(
+        {
+            "providers": {
+                "vllm": {
+                    "type": "openai",
+                    "base_url": "https://user:hunter2secret@gpu.example/v1",
+                    "headers": {"Authorization": "Bearer sk-headersecret123456"},
+                }
+            },
+            "server": {"auth_token": ["plain-key-0123456789", {"key": "scoped-key-0123456789"}]},
+        }
+    )
+    shown = json.dumps(effective_dict(config))
+    for secret in ("hunter2secret", "sk-headersecret123456", "plain-key-0123456789", "scoped"):
+        assert secret not in shown, secret
+    assert "https://****@gpu.example/v1" in shown
+
+
 def run_cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "localgpt", *args],
@@ -165,3 +185,11 @@ def test_the_committed_reference_is_current() -> None:
     assert committed == reference()
     for key in ("default_model", "fallback_models", "auth_token", "web_fetch_allow", "scope"):
         assert f"`{key}`" in committed
+
+
+def test_an_error_inside_a_union_names_the_key_once_without_pydantic_branches() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config({"server": {"auth_token": [{"key": 5, "scope": "full"}]}})
+    message = str(err.value)
+    assert message.endswith("server.auth_token[0].key: Input should be a valid string")
+    assert "KeyConfig" not in message and "union" not in message and ";" not in message

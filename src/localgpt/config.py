@@ -351,6 +351,9 @@ def _expand(value: Any, where: str) -> Any:
     return value
 
 
+_UNION_TAG = re.compile(r"str|int|float|bool|.*\[.*\]|[A-Z]\w*Config")
+
+
 def _format_loc(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
@@ -359,6 +362,8 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
         elif part in PROVIDER_TYPES and out.startswith("providers.") and out.count(".") == 1:
             # pydantic reports the discriminated member ("openai") after the name: skip it.
             continue
+        elif _UNION_TAG.fullmatch(part):
+            continue  # the branch of a union pydantic tried ("str", "list[...]", "KeyConfig")
         else:
             out += f".{part}" if out else str(part)
     return out
@@ -385,11 +390,16 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
         expanded = _expand(dict(data), "")
         return Config.model_validate(expanded)
     except ValidationError as exc:
-        problems = []
+        found: dict[str, str] = {}
         for err in exc.errors():
-            key = _format_loc(err["loc"])
-            msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{key}: {msg}" if key and not msg.startswith(key) else msg)
+            found.setdefault(_format_loc(err["loc"]), err["msg"].removeprefix("Value error, "))
+        # A union reports each branch it tried; the deepest key is the one to fix.
+        deepest = [
+            k for k in found if not any(o != k and o.startswith((f"{k}.", f"{k}[")) for o in found)
+        ]
+        problems = [
+            f"{k}: {found[k]}" if k and not found[k].startswith(k) else found[k] for k in deepest
+        ]
         raise ConfigError(f"invalid config in {source}: " + "; ".join(problems)) from None
     except ConfigError as exc:
         raise ConfigError(f"invalid config in {source}: {exc}") from None
@@ -421,16 +431,28 @@ def mask_secret(value: str) -> str:
     return "****" if len(value) < 12 else f"{value[:3]}****{value[-4:]}"
 
 
+_URL_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", re.IGNORECASE)
+
+
 def effective_dict(config: Config) -> dict[str, Any]:
     """The config as plain data with secrets masked, for ``localgpt config show``."""
 
-    def clean(value: Any, key: str = "") -> Any:
+    def clean(value: Any, key: str = "", secret: bool = False) -> Any:
         if isinstance(value, dict):
-            return {k: clean(v, k) for k, v in value.items() if v is not None}
+            # Every value of a headers table may carry a credential (Authorization, x-api-key),
+            # and so does the key of a scoped auth_token entry.
+            return {
+                k: clean(v, k, secret or key == "headers" or (key == "auth_token" and k == "key"))
+                for k, v in value.items()
+                if v is not None
+            }
         if isinstance(value, list):
-            return [clean(v, key) for v in value]
-        if key in SECRET_KEYS and isinstance(value, str):
-            return mask_secret(value)
+            return [clean(v, key, secret) for v in value]
+        if isinstance(value, str):
+            if secret or key in SECRET_KEYS:
+                return mask_secret(value)
+            if "://" in value and "@" in value:
+                return _URL_USERINFO.sub(r"\1****@", value)
         return value
 
     data: dict[str, Any] = clean(config.model_dump(mode="json"))
