@@ -95,6 +95,36 @@ base_url = "{fake_openai.url}/v1"
     assert "down/x" in ids and "up/fake-model" in ids
 
 
+def test_a_provider_answering_garbage_does_not_fail_the_list(
+    servers: Callable[[str], Server], openai_upstream: FakeOpenAI
+) -> None:
+    # A proxy's HTML error page with status 200, or JSON of the wrong shape.
+    fakes = [FakeOpenAI().start(), FakeOpenAI().start()]
+    fakes[0].models_body = b"<html><body>502 Bad Gateway</body></html>"
+    fakes[1].models_body = b'["not", "an", "object"]'
+    try:
+        server = servers(f"""
+[agent]
+default_model = "up/fake-model"
+[providers.html]
+type = "openai"
+base_url = "{fakes[0].url}/v1"
+[providers.list]
+type = "openai"
+base_url = "{fakes[1].url}/v1"
+[providers.up]
+type = "openai"
+base_url = "{openai_upstream.url}/v1"
+""")
+        resp = httpx.get(f"{server.url}/v1/models", timeout=30)
+    finally:
+        for fake in fakes:
+            fake.stop()
+    assert resp.status_code == 200
+    ids = [m["id"] for m in resp.json()["data"]]
+    assert "up/fake-model" in ids and not any(i.startswith(("html/", "list/")) for i in ids)
+
+
 def test_health_and_ready(gateway: Server) -> None:
     assert httpx.get(f"{gateway.url}/health", timeout=10).json() == {"status": "ok"}
     # A remote default model needs no loading: ready at once.

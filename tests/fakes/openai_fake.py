@@ -17,7 +17,11 @@ class FakeOpenAI(FakeServer):
         app.router.add_get("/v1/models", self.list_models)
         app.router.add_post("/v1/completions", self.text)
 
+    models_body: bytes | None = None  # served as it is instead of the listing, if set
+
     async def list_models(self, request: web.Request) -> web.Response:
+        if self.models_body is not None:
+            return web.Response(body=self.models_body, content_type="text/html")
         data = [
             {"id": m, "object": "model", "created": 1700000000, "owned_by": "fake"}
             for m in self.models

@@ -58,7 +58,7 @@ class Catalog:
         try:
             async with asyncio.timeout(LIST_TIMEOUT):
                 found = await self.router.list_models(name)
-        except (ProviderError, TimeoutError, OSError, ImportError) as exc:
+        except Exception as exc:  # one provider's listing never fails the whole list
             log.warning("could not list the models of provider %s: %s", name, exc)
             self._cache[name] = (time.monotonic() + self.retry, previous)
             return previous

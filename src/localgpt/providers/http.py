@@ -134,10 +134,24 @@ class HTTPClient:
         except aiohttp.ClientError as exc:
             raise unreachable_error(self.name, str(exc) or type(exc).__name__) from None
 
-    async def get_json(self, url: str, timeout: float) -> Any:
+    async def get_json(self, url: str, timeout: float) -> dict[str, Any]:
+        """A JSON object from ``url``; anything else (an HTML error page from a proxy, a
+        list) is the upstream's fault, reported as such."""
         limit = aiohttp.ClientTimeout(total=timeout)
         async with self.request("GET", url, timeout=limit) as resp:
-            return orjson.loads(await read_body(resp, self.name))
+            raw = await read_body(resp, self.name)
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict):
+            raise ProviderError(
+                f"provider {self.name} answered {url} with something other than a JSON object",
+                status=502,
+                code="upstream_bad_response",
+                retryable=True,
+            )
+        return data
 
     def status_error(self, status: int, raw: bytes, headers: Mapping[str, str]) -> ProviderError:
         message, etype, code, param = parse_error_body(raw)
