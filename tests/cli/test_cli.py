@@ -88,8 +88,14 @@ def test_memory_commands(tmp_path: Path) -> None:
     assert done.returncode == 0 and "indexed" in done.stdout, done.stderr
     found = run(tmp_path, "memory", "search", "vehicle check-up", "--json")
     assert json.loads(found.stdout)[0]["path"] == "knowledge/car.md"
+    (notes / "bike.md").write_text("The bike needs new brakes.\n")
+    again = run(tmp_path, "memory", "reindex", "--json")
+    assert again.returncode == 0, again.stderr
+    reindexed = json.loads(again.stdout)
+    assert reindexed["files_indexed"] == 1 and reindexed["files_unchanged"] == 4
+    assert reindexed["chunks_total"] >= 5 and reindexed["stopped"] is False
     stats = json.loads(run(tmp_path, "memory", "stats", "--json").stdout)
-    assert stats["files"] == 4 and stats["model"] == "all-minilm-l6-v2"
+    assert stats["files"] == 5 and stats["model"] == "all-minilm-l6-v2"
 
 
 def test_doctor_reports_and_says_what_to_fix(tmp_path: Path, openai_upstream: FakeOpenAI) -> None:

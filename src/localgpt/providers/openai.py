@@ -41,9 +41,14 @@ class OpenAIProvider:
         self._chat_url = f"{self.base_url}/chat/completions"
         self._text_url = f"{self.base_url}/completions"
         self._extra_models = config.models
+        # OpenAI's own API takes max_completion_tokens; many compatible servers (Ollama's
+        # /v1, llama-cpp-python) read only max_tokens and would silently run unbounded.
+        self._mirror_max_tokens = "api.openai.com" not in self.base_url
 
     def _body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
         body = {"model": request.model, "messages": request.messages, **request.params}
+        if self._mirror_max_tokens and "max_completion_tokens" in body:
+            body["max_tokens"] = body["max_completion_tokens"]
         if stream:
             body["stream"] = True
             # Always ask for usage: it is needed for our own accounting even when the client
