@@ -70,6 +70,16 @@ def chat_error(server: Server, body: Any, status: int = 400, **kwargs: Any) -> d
             "not allowed",
         ),
         ({**OK, "stream_options": {"include_usage": True}}, "stream_options", "stream"),
+        ({**OK, "tool_choice": "required"}, "tool_choice", "only allowed when 'tools'"),
+        (
+            {
+                **OK,
+                "tools": [{"type": "function", "function": {"name": "f"}}],
+                "tool_choice": {"type": "function", "function": {"name": "g"}},
+            },
+            "tool_choice",
+            "'g' is not in 'tools'",
+        ),
     ],
 )
 def test_bad_requests_are_400_naming_the_parameter(

@@ -150,6 +150,21 @@ def test_named_tool_choice_is_enforced(client: openai.OpenAI) -> None:
     assert "tz" in json.loads(calls[0].function.arguments)
 
 
+def test_the_clients_stop_strings_do_not_cut_the_tool_decision(client: openai.OpenAI) -> None:
+    # "}" and a newline both occur in the decision's JSON; they are for the answer only.
+    resp = client.chat.completions.create(
+        model=SMOLLM,
+        messages=user("What is the weather in Oslo?"),
+        tools=TOOLS,  # type: ignore[arg-type]
+        tool_choice="required",
+        stop=["}", "\n"],
+        frequency_penalty=2.0,
+        max_tokens=60,
+    )
+    calls = resp.choices[0].message.tool_calls or []
+    assert calls and isinstance(json.loads(calls[0].function.arguments), dict)
+
+
 def test_tool_choice_none_answers_in_text(client: openai.OpenAI) -> None:
     resp = client.chat.completions.create(
         model=SMOLLM,
@@ -197,6 +212,7 @@ def test_what_the_local_model_cannot_honour_is_refused(local: Server) -> None:
         ({"n": 2}, "n"),
         ({"messages": [image]}, "messages[0].content[0]"),
         ({"audio": {"voice": "x"}}, "audio"),
+        ({"messages": [{"role": "user", "content": "x", "name": "ann"}]}, "messages[0].name"),
     ]:
         resp = post_chat(local.url, {"model": SMOLLM, "messages": user("x"), **extra})
         assert resp.status_code == 400, resp.text

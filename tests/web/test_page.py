@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Dialog, Locator, Page, expect, sync_playwright
 
 from tests.conftest import ROOT, Server, gateway_config
 from tests.fakes import FakeCall, Script, wait_for
@@ -17,6 +17,7 @@ from tests.fakes.openai_fake import FakeOpenAI
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "artifacts" / "web"
 KEY = "page-key-0123456789"
+SECOND_MODEL = "second-model"  # listed as openai/second-model besides the default
 FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -43,7 +44,8 @@ def server(servers: Callable[[str], Server], openai_upstream: FakeOpenAI) -> Ser
         gateway_config(
             openai_upstream.url,
             gateway=False,
-            extra=f"""
+            extra=f"""models = ["{SECOND_MODEL}"]
+
 [server]
 auth_token = "{KEY}"
 """,
@@ -70,6 +72,21 @@ def page(browser: Browser, server: Server, request: pytest.FixtureRequest) -> It
 def send(page: Page, text: str) -> None:
     page.fill("#input", text)
     page.keyboard.press("Enter")
+
+
+def answered(page: Page, text: str) -> None:
+    """Send ``text`` and wait for the fake's echo and the end of the turn."""
+    send(page, text)
+    expect(page.locator(".message.assistant").last).to_have_text(f"You said: {text}")
+    expect(page.locator("#send")).to_be_visible()
+
+
+def session(page: Page, title: str) -> Locator:
+    return page.locator(".session", has_text=title)
+
+
+def shown(page: Page) -> list[str]:
+    return page.locator("#messages .message").all_inner_texts()
 
 
 def test_a_message_gets_a_streamed_markdown_answer(page: Page, openai_upstream: FakeOpenAI) -> None:
@@ -155,3 +172,188 @@ def test_a_provider_error_is_visible(page: Page, openai_upstream: FakeOpenAI) ->
     openai_upstream.script("fake-model", Script(status=500))
     send(page, "this will fail")
     expect(page.locator(".message.error")).to_contain_text("HTTP 500", timeout=10_000)
+
+
+def test_switching_sessions_shows_each_history(page: Page) -> None:
+    answered(page, "apples are red")
+    page.click("#new-chat")
+    expect(page.locator(".message")).to_have_count(0)
+    answered(page, "bananas are yellow")
+    apples, bananas = session(page, "apples are red"), session(page, "bananas are yellow")
+
+    apples.click()
+    expect(page.locator(".message.assistant")).to_have_text(["You said: apples are red"])
+    expect(apples).to_have_class("session active")
+    bananas.click()
+    expect(page.locator(".message.assistant")).to_have_text(["You said: bananas are yellow"])
+
+    # Fast clicks: the first session's history arrives last and must not be added to the view.
+    slow = apples.get_attribute("data-id")
+    page.evaluate(
+        """(id) => {
+          const fetch = window.fetch;
+          window.fetch = async (url, options) => {
+            const response = await fetch(url, options);
+            if (String(url).endsWith(`/api/sessions/${id}`)) {
+              await new Promise((resolve) => setTimeout(resolve, 700));
+              window.slowArrived = true;
+            }
+            return response;
+          };
+        }""",
+        slow,
+    )
+    apples.click()
+    bananas.click()
+    page.wait_for_function("() => window.slowArrived === true")
+    page.wait_for_timeout(300)
+    assert shown(page) == ["bananas are yellow", "You said: bananas are yellow"]
+    expect(bananas).to_have_class("session active")
+
+
+def test_switching_while_a_reply_streams_stops_it(page: Page, openai_upstream: FakeOpenAI) -> None:
+    answered(page, "quiet chat")
+    page.click("#new-chat")
+    openai_upstream.script("fake-model", Script(text=[f"chunk{i} " for i in range(60)], delay=0.2))
+    send(page, "noisy chat")
+    expect(page.locator(".message.assistant").last).to_contain_text("chunk1", timeout=10_000)
+    noisy = session(page, "noisy chat")
+    expect(noisy).to_have_class("session active")  # listed as soon as the server made it
+    expect(noisy.locator(".delete")).to_be_disabled()  # the server would refuse: 409
+    noisy = page.locator(f'.session[data-id="{noisy.get_attribute("data-id")}"]')
+
+    session(page, "quiet chat").click()
+    expect(page.locator("#send")).to_be_visible()
+    expect(page.locator("#stop")).to_be_hidden()
+    assert wait_for(lambda: bool(openai_upstream.disconnects), 5)  # the reply was stopped
+    page.wait_for_timeout(500)  # what the old stream would have painted by now
+    assert shown(page) == ["quiet chat", "You said: quiet chat"]
+    expect(session(page, "quiet chat")).to_have_class("session active")
+
+    # The page is usable at once: a message goes to this session.
+    openai_upstream.script("fake-model", Script())
+    answered(page, "quiet again")
+    assert shown(page)[-2:] == ["quiet again", "You said: quiet again"]
+    expect(noisy.locator(".delete")).to_be_enabled()
+
+
+def test_deleting_a_session_removes_it_for_good(page: Page) -> None:
+    answered(page, "keep this chat")
+    page.click("#new-chat")
+    answered(page, "throw this chat away")
+    doomed = session(page, "throw this chat away")
+    expect(doomed).to_have_class("session active")
+    doomed.hover()
+    doomed.locator(".delete").click()
+    expect(doomed).to_have_count(0)
+    expect(page.locator(".message")).to_have_count(0)
+    expect(session(page, "keep this chat")).to_have_count(1)
+    page.reload()
+    kept = session(page, "keep this chat")
+    expect(kept).to_have_count(1)
+    expect(doomed).to_have_count(0)
+    expect(page.locator(".message.error")).to_have_count(0)
+
+    # A refusal (the server answers 409 while a session is answering) is shown, not swallowed.
+    busy = '{"error": {"message": "Session is answering", "code": "session_busy"}}'
+    page.route(
+        "**/api/sessions/*",
+        lambda route: (
+            route.fulfill(status=409, content_type="application/json", body=busy)
+            if route.request.method == "DELETE"
+            else route.continue_()
+        ),
+    )
+    kept.hover()
+    kept.locator(".delete").click()
+    expect(page.locator(".message.error")).to_have_text("Error: HTTP 409: Session is answering")
+    expect(kept).to_have_count(1)
+
+
+def test_the_picked_model_is_the_one_asked(
+    page: Page, server: Server, openai_upstream: FakeOpenAI
+) -> None:
+    answered(page, "which model first")
+    assert openai_upstream.last_body()["model"] == "fake-model"
+    page.select_option("#model", f"openai/{SECOND_MODEL}")
+    answered(page, "which model now")
+    assert openai_upstream.last_body()["model"] == SECOND_MODEL
+    page.reload()
+    expect(page.locator("#model")).to_have_value(f"openai/{SECOND_MODEL}")  # the session keeps it
+
+    # A session made elsewhere, without a model, gets the server's default (listed first).
+    made = page.request.post(
+        f"{server.url}/api/sessions", headers={"Authorization": f"Bearer {KEY}"}
+    )
+    assert made.ok and made.json()["model"] is None
+    page.reload()
+    expect(page.locator("#model")).to_have_value(f"openai/{SECOND_MODEL}")
+    page.locator(f'.session[data-id="{made.json()["id"]}"]').click()
+    expect(page.locator("#model")).to_have_value("openai/fake-model")
+    answered(page, "which model here")
+    assert openai_upstream.last_body()["model"] == "fake-model"
+
+
+def test_html_from_the_model_is_shown_as_text(page: Page, openai_upstream: FakeOpenAI) -> None:
+    dialogs: list[str] = []
+
+    def on_dialog(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    evil = "<img src=x onerror=alert(1)> and <script>window.pwned = 1</script> *end*"
+    openai_upstream.script("fake-model", Script(text=[evil[:12], evil[12:]]))
+    send(page, "say something nasty")
+    expect(page.locator("#send")).to_be_visible()
+    page.wait_for_timeout(300)  # time for an onerror to fire
+    for origin in ("streamed", "history"):
+        answer = page.locator(".message.assistant").last
+        expect(answer).to_have_text(
+            "<img src=x onerror=alert(1)> and <script>window.pwned = 1</script> end"
+        )
+        expect(answer.locator("em")).to_have_text("end")  # markdown still applies
+        assert answer.locator("img, script").count() == 0, origin
+        assert page.evaluate("() => window.pwned") is None, origin
+        assert dialogs == [], origin
+        page.reload()
+        expect(page.locator(".message.user").last).to_have_text("say something nasty")
+        page.wait_for_timeout(300)
+
+
+def test_markdown_links_are_cut_out_before_emphasis(page: Page) -> None:
+    html = page.evaluate(
+        """() => [
+          Markdown.render("[a](https://x*y) b*"),
+          Markdown.render("see [docs](javascript:alert(1)) and `<b>`"),
+        ]"""
+    )
+    assert html[0] == (
+        '<p><a href="https://x*y" target="_blank" rel="noopener noreferrer">a</a> b*</p>'
+    )
+    assert html[1] == "<p>see [docs](javascript:alert(1)) and <code>&lt;b&gt;</code></p>"
+
+
+def test_a_failed_request_shows_its_status_and_message(page: Page) -> None:
+    page.route(
+        "**/api/chat/stream",
+        lambda route: route.fulfill(
+            status=503,
+            content_type="application/json",
+            body='{"error": {"message": "the queue is full", "type": "server_error"}}',
+        ),
+    )
+    send(page, "anyone there?")
+    expect(page.locator(".message.error")).to_have_text("Error: HTTP 503: the queue is full")
+    expect(page.locator("#send")).to_be_visible()
+    page.unroute("**/api/chat/stream")
+    page.route(
+        "**/api/chat/stream",
+        lambda route: route.fulfill(
+            status=200,
+            content_type="text/event-stream",
+            body='event: content\ndata: {"type": "content", "delta": "half"}\n\n',
+        ),
+    )
+    send(page, "and now?")
+    expect(page.locator(".message.error").last).to_contain_text("ended before it finished")

@@ -46,7 +46,32 @@ def parse_body(body: bytes, model: type[BaseModel] = ChatCompletionRequest) -> d
             param="stream_options",
             code="invalid_value",
         )
+    choice = raw.get("tool_choice")
+    if choice is not None and choice != "none" and choice != "auto":
+        _check_tool_choice(choice, raw.get("tools") or [])
     return raw
+
+
+def _check_tool_choice(choice: Any, tools: list[dict[str, Any]]) -> None:
+    """A choice that names or requires tools the request does not offer, refused as OpenAI
+    refuses it, rather than left to each provider to fail in its own words."""
+    if not tools:
+        raise APIError(
+            400,
+            "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' "
+            "are specified.",
+            param="tool_choice",
+            code="invalid_value",
+        )
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+        if name not in {(t.get("function") or {}).get("name") for t in tools}:
+            raise APIError(
+                400,
+                f"Invalid value for 'tool_choice': function '{name}' is not in 'tools'.",
+                param="tool_choice",
+                code="invalid_value",
+            )
 
 
 def request_params(raw: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ so clients that read either work. Errors are in OpenAI's shape, like the rest of
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
@@ -28,6 +29,8 @@ from localgpt.api.render import usage_dict
 from localgpt.api.state import AppState
 from localgpt.api.streaming import DisconnectWatch, EventStreamResponse
 from localgpt.providers.base import ProviderError, TextDelta, Usage
+
+log = logging.getLogger("localgpt.api")
 
 router = APIRouter(prefix="/api")
 STARTED = time.time()
@@ -269,6 +272,16 @@ async def _native_events(
                 yield b"".join(out)
     except ProviderError as exc:
         yield _event("error", message=exc.message, error=exc.to_dict())
+        return
+    except Exception:
+        log.exception("session turn failed")
+        failed = ProviderError(
+            "The server had an error while processing your request.",
+            status=500,
+            type="server_error",
+            code="internal_error",
+        )
+        yield _event("error", message=failed.message, error=failed.to_dict())
         return
     yield _event("done", session_id=session.id, usage=usage_dict(usage))
 

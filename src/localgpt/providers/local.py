@@ -91,6 +91,18 @@ FIM_TEMPLATES = {
     "deepseek": "<｜fim▁begin｜>{prefix}<｜fim▁hole｜>{suffix}<｜fim▁end｜>",
 }
 DECISION_TOKENS = 1024
+NOT_FOR_DECISION = frozenset(
+    {
+        "response_format",
+        "logprobs",
+        "top_logprobs",
+        "stop",
+        "presence_penalty",
+        "frequency_penalty",
+        "repeat_penalty",
+        "logit_bias",
+    }
+)
 _DONE = object()
 
 
@@ -374,6 +386,11 @@ class LocalProvider:
         if params.get("n", 1) != 1:
             raise UnsupportedParameter("n", "Local models return one choice; n must be 1.")
         for i, message in enumerate(request.messages):
+            if message.get("name"):
+                raise UnsupportedParameter(
+                    f"messages[{i}].name",
+                    "The local model's chat template has no place for a participant name.",
+                )
             content = message.get("content")
             if isinstance(content, list):
                 for j, part in enumerate(content):
@@ -423,11 +440,9 @@ class LocalProvider:
         body["messages"] = local_tools.with_listing(
             body["messages"], local_tools.tool_listing(tools)
         )
-        decide = {
-            k: v
-            for k, v in body.items()
-            if k not in ("response_format", "logprobs", "top_logprobs")
-        }
+        # The decision is JSON under a grammar: the client's stop strings, penalties and
+        # biases are for its answer, and could cut or bend the JSON.
+        decide = {k: v for k, v in body.items() if k not in NOT_FOR_DECISION}
         decide["messages"] = [
             *body["messages"],
             {"role": "system", "content": local_tools.decision_rule(choice)},

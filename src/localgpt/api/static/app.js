@@ -4,7 +4,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { sessions: [], current: localStorage.getItem("localgpt.session"), abort: null };
+// turn: the reply being streamed, { abort: AbortController, sessionId, text }, or null.
+const state = { sessions: [], current: localStorage.getItem("localgpt.session"), turn: null, loading: null };
 const EMBEDDING_MODEL = "local/all-minilm-l6-v2";
 
 // --- HTTP --------------------------------------------------------------------------------
@@ -37,9 +38,9 @@ async function api(path, { method = "GET", body, signal } = {}) {
     });
     if (resp.status === 401) { await askToken(); continue; }
     if (!resp.ok) {
-      let message = `${resp.status} ${resp.statusText}`;
+      let message = resp.statusText;
       try { message = (await resp.json()).error.message || message; } catch { /* not JSON */ }
-      throw new Error(message);
+      throw new Error(`HTTP ${resp.status}: ${message}`);
     }
     return resp;
   }
@@ -59,7 +60,8 @@ async function loadSessions() {
     item.dataset.id = s.id;
     const title = document.createElement("span");
     title.className = "title";
-    title.textContent = s.title || "New chat";
+    // A chat's title is saved with its first turn; until then, that turn's message.
+    title.textContent = s.title || (s.id === state.turn?.sessionId && state.turn.text) || "New chat";
     const remove = document.createElement("button");
     remove.className = "delete";
     remove.type = "button";
@@ -67,26 +69,70 @@ async function loadSessions() {
     remove.textContent = "×";
     remove.addEventListener("click", async (event) => {
       event.stopPropagation();
-      await api(`/api/sessions/${s.id}`, { method: "DELETE" });
-      if (state.current === s.id) selectSession(null);
-      await loadSessions();
+      try {
+        await api(`/api/sessions/${s.id}`, { method: "DELETE" });
+        if (state.current === s.id) await selectSession(null);
+        await loadSessions();
+      } catch (error) { showError(error); }
     });
     item.append(title, remove);
     item.addEventListener("click", () => selectSession(s.id));
     return item;
   }));
+  markBusy();
 }
 
-async function selectSession(id) {
+// Disables the delete button of the session that is answering (the server would refuse: 409).
+function markBusy() {
+  for (const el of document.querySelectorAll(".session")) {
+    const remove = el.querySelector(".delete");
+    remove.disabled = el.dataset.id === state.turn?.sessionId;
+    remove.title = remove.disabled ? "Stop the reply to delete this chat" : "Delete";
+  }
+}
+
+// Leaves the reply being streamed: it is stopped, and its code no longer touches the page.
+function leaveTurn() {
+  const turn = state.turn;
+  if (!turn) return;
+  state.turn = null;
+  turn.abort.abort();
+  streaming(false);
+  setStatus("");
+  markBusy();
+}
+
+function selectSession(id) {
+  if (id && state.turn && id === state.current) return state.loading;
+  leaveTurn();
   state.current = id;
   if (id) localStorage.setItem("localgpt.session", id);
   else localStorage.removeItem("localgpt.session");
   $("messages").replaceChildren();
   document.querySelectorAll(".session").forEach((el) => el.classList.toggle("active", el.dataset.id === id));
-  if (!id) return;
-  const session = await json(`/api/sessions/${id}`);
-  if (session.model) $("model").value = session.model;
+  state.loading = id ? showSession(id) : null;
+  return state.loading;
+}
+
+async function showSession(id) {
+  let session;
+  try {
+    session = await json(`/api/sessions/${id}`);
+  } catch (error) {
+    if (state.current === id) showError(error);
+    return;
+  }
+  if (state.current !== id) return; // another session was picked meanwhile
+  pickModel(session.model);
+  $("messages").replaceChildren();
   renderHistory(session.messages);
+}
+
+// The session's model, or the server's default (listed first) for a session without one.
+function pickModel(model) {
+  const select = $("model");
+  if (model && ![...select.options].some((o) => o.value === model)) select.append(new Option(model, model));
+  select.value = model || select.options[0]?.value || "";
 }
 
 function renderHistory(messages) {
@@ -114,6 +160,11 @@ function addMessage(role, text) {
   else el.textContent = text;
   $("messages").append(el);
   return el;
+}
+
+function showError(error) {
+  addMessage("error", `Error: ${error.message}`);
+  scrollDown();
 }
 
 function toolBox(name, args) {
@@ -162,40 +213,61 @@ async function* events(resp) {
   const reader = resp.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffer += decoder.decode(value, { stream: true });
-    let cut;
-    while ((cut = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, cut);
-      buffer = buffer.slice(cut + 2);
-      const data = block.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
-      if (data) yield JSON.parse(data);
+  try {
+    for (;;) {
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } catch (error) {
+        if (error.name === "AbortError") throw error;
+        throw new Error(`the connection broke before the reply finished (${error.message})`);
+      }
+      if (chunk.done) return;
+      buffer += decoder.decode(chunk.value, { stream: true });
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        const data = block.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
+        if (data) yield JSON.parse(data);
+      }
     }
+  } finally {
+    reader.cancel().catch(() => {}); // a no-op once the stream ended; frees it otherwise
   }
 }
 
 async function send(text) {
+  const turn = { abort: new AbortController(), sessionId: state.current, text };
+  state.turn = turn;
+  const live = () => state.turn === turn; // false once the user went to another session
+  streaming(true);
+  markBusy();
+  await state.loading; // the session's history is shown before the new message
+  if (!live()) return;
   addMessage("user", text);
   const reply = addMessage("assistant", "");
   reply.classList.add("typing");
   scrollDown();
-  streaming(true);
   setStatus("thinking…");
-  state.abort = new AbortController();
   const tools = {};
-  let content = "", frame = 0;
+  let content = "", frame = 0, finished = false;
   const paint = () => { frame = 0; reply.innerHTML = Markdown.render(content); scrollDown(); };
   try {
     const resp = await api("/api/chat/stream", {
-      method: "POST", signal: state.abort.signal,
-      body: { message: text, session_id: state.current || undefined, model: $("model").value || undefined },
+      method: "POST", signal: turn.abort.signal,
+      body: { message: text, session_id: turn.sessionId || undefined, model: $("model").value || undefined },
     });
     for await (const event of events(resp)) {
-      if (event.type === "session" && event.session_id !== state.current) {
-        state.current = event.session_id;
-        localStorage.setItem("localgpt.session", state.current);
+      if (!live()) break;
+      if (event.type === "session") {
+        turn.sessionId = event.session_id;
+        if (state.current !== event.session_id) { // a new chat: list it now
+          state.current = event.session_id;
+          localStorage.setItem("localgpt.session", state.current);
+          loadSessions().catch(showError);
+        }
+        markBusy();
       } else if (event.type === "content") {
         content += event.delta;
         setStatus("");
@@ -207,24 +279,29 @@ async function send(text) {
       } else if (event.type === "tool_end" && tools[event.id]) {
         finishTool(tools[event.id], event.output, event.error);
       } else if (event.type === "error") {
-        throw new Error(event.message);
+        throw new Error(event.message || event.error?.error?.message || "the model failed");
       } else if (event.type === "done") {
+        finished = true;
         const u = event.usage;
         setStatus(u ? `${u.prompt_tokens} tokens in, ${u.completion_tokens} out` : "");
       }
     }
+    if (!finished && live()) throw new Error("the reply ended before it finished");
   } catch (error) {
-    if (error.name === "AbortError") setStatus("stopped");
+    if (!live()) { /* the page shows another session now */ }
+    else if (error.name === "AbortError") setStatus("stopped");
     else { addMessage("error", `Error: ${error.message}`); setStatus(""); }
   } finally {
     if (frame) cancelAnimationFrame(frame);
-    paint();
-    reply.classList.remove("typing");
-    if (!content) reply.remove();
-    state.abort = null;
-    streaming(false);
-    $("input").focus();
-    loadSessions();
+    if (live()) {
+      paint();
+      reply.classList.remove("typing");
+      if (!content) reply.remove();
+      state.turn = null;
+      streaming(false);
+      $("input").focus();
+    }
+    loadSessions().catch(showError);
   }
 }
 
@@ -235,7 +312,10 @@ async function loadModels() {
   const select = $("model");
   select.replaceChildren(...models.map((m) => new Option(m.id, m.id)));
   select.addEventListener("change", async () => {
-    if (state.current) await api(`/api/sessions/${state.current}/model`, { method: "POST", body: { model: select.value } });
+    if (!state.current) return; // a new session gets the model with its first message
+    try {
+      await api(`/api/sessions/${state.current}/model`, { method: "POST", body: { model: select.value } });
+    } catch (error) { showError(error); }
   });
 }
 
@@ -285,20 +365,16 @@ function wire() {
   $("composer").addEventListener("submit", (event) => {
     event.preventDefault();
     const text = $("input").value.trim();
-    if (!text || state.abort) return;
+    if (!text || state.turn) return;
     $("input").value = "";
     send(text);
   });
   $("input").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); $("composer").requestSubmit(); }
   });
-  $("stop").addEventListener("click", () => state.abort?.abort());
-  $("new-chat").addEventListener("click", async () => {
-    const created = await json("/api/sessions", { method: "POST", body: { model: $("model").value || null } });
-    await loadSessions();
-    await selectSession(created.id);
-    $("input").focus();
-  });
+  $("stop").addEventListener("click", () => state.turn?.abort.abort());
+  // A new chat is made by its first message (with the picked model), so none is left empty.
+  $("new-chat").addEventListener("click", () => { selectSession(null); $("input").focus(); });
   const toggle = (open) => { $("memory").hidden = !open; $("memory-toggle").setAttribute("aria-expanded", String(open)); };
   $("memory-toggle").addEventListener("click", () => toggle($("memory").hidden));
   $("memory-close").addEventListener("click", () => toggle(false));
@@ -318,7 +394,7 @@ async function start() {
     if (state.current && state.sessions.some((s) => s.id === state.current)) await selectSession(state.current);
     else selectSession(null);
   } catch (error) {
-    addMessage("error", `Error: ${error.message}`);
+    showError(error);
   }
   $("input").focus();
 }

@@ -1,6 +1,6 @@
 // A small, safe markdown renderer for chat replies: everything is HTML-escaped first, then
-// fenced code (with light highlighting), inline code, headings, emphasis, links (http(s)
-// only), lists, quotes and paragraphs are marked up. No external code, no network.
+// fenced code (with light highlighting), inline code, links (http(s) only), headings,
+// emphasis, lists, quotes and paragraphs are marked up. No external code, no network.
 "use strict";
 
 const Markdown = (() => {
@@ -29,15 +29,20 @@ const Markdown = (() => {
     return out + escape(code.slice(last));
   }
 
+  const emphasis = (text) => text.replace(/\*\*([^*]+)\*\*/g, "<strong>$1</strong>")
+    .replace(/(^|[^*])\*([^*\s][^*]*)\*/g, "$1<em>$2</em>");
+
   function inline(text) {
-    // text is already escaped; code spans are cut out first so nothing inside them changes.
-    const codes = [];
-    text = text.replace(/`([^`]+)`/g, (_, c) => { codes.push(c); return `\u0000${codes.length - 1}\u0000`; });
-    text = text.replace(/\*\*([^*]+)\*\*/g, "<strong>$1</strong>")
-      .replace(/(^|[^*])\*([^*\s][^*]*)\*/g, "$1<em>$2</em>")
-      .replace(/\[([^\]]+)\]\((https?:\/\/[^\s)]+)\)/g,
-        '<a href="$2" target="_blank" rel="noopener noreferrer">$1</a>');
-    return text.replace(/\u0000(\d+)\u0000/g, (_, i) => `<code>${codes[+i]}</code>`);
+    // text is already escaped. Code spans, then links, are cut out behind placeholders first,
+    // so nothing inside them is marked up (a `*` in a URL does not start emphasis).
+    const held = [];
+    const hold = (html) => { held.push(html); return `\u0000${held.length - 1}\u0000`; };
+    const restore = (s) => s.replace(/\u0000(\d+)\u0000/g, (_, i) => held[+i]);
+    text = text.replace(/\u0000/g, "\uFFFD")
+      .replace(/`([^`]+)`/g, (_, code) => hold(`<code>${code}</code>`))
+      .replace(/\[([^\]]+)\]\((https?:\/\/[^\s)]+)\)/g, (_, label, href) =>
+        hold(`<a href="${href}" target="_blank" rel="noopener noreferrer">${restore(emphasis(label))}</a>`));
+    return restore(emphasis(text));
   }
 
   function render(source) {
