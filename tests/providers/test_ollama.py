@@ -226,3 +226,20 @@ def test_models_listed_from_tags(client: openai.OpenAI) -> None:
     ids = {m.id: m for m in client.models.list()}
     assert "ollama/llama3:latest" in ids and "ollama/llama3" in ids
     assert ids["ollama/llama3:latest"].created == 1746086400
+
+
+@pytest.mark.parametrize(
+    "bad_line",
+    [
+        {"message": "not an object"},
+        {"message": {"role": "assistant", "tool_calls": [{"function": {"arguments": {}}}]}},
+        ["a", "list"],
+    ],
+)
+def test_a_malformed_stream_line_is_a_bad_gateway_not_a_crash(
+    server: Server, ollama_upstream: FakeOllama, bad_line: Any
+) -> None:
+    ollama_upstream.script("llama3", Script(text=[], mid_stream_error=bad_line))
+    resp = post_chat(server.url, {"model": "ollama/llama3", "messages": user("x"), "stream": True})
+    assert resp.status_code == 502, resp.text
+    assert error_of(resp)["code"] == "upstream_bad_response"

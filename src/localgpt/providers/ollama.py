@@ -121,21 +121,16 @@ class OllamaProvider:
         try:
             data = orjson.loads(raw)
             message = data["message"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            raise ProviderError(
-                f"provider {self.name} sent an answer that is not a chat response",
-                status=502,
-                code="upstream_bad_response",
-                retryable=True,
-            ) from None
-        calls = [
-            ToolCall(
-                c.get("id") or _call_id(),
-                c["function"]["name"],
-                orjson.dumps(c["function"].get("arguments") or {}).decode(),
-            )
-            for c in message.get("tool_calls") or ()
-        ]
+            calls = [
+                ToolCall(
+                    c.get("id") or _call_id(),
+                    c["function"]["name"],
+                    orjson.dumps(c["function"].get("arguments") or {}).decode(),
+                )
+                for c in message.get("tool_calls") or ()
+            ]
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            raise self._bad_answer("an answer that is not a chat response") from None
         content = message.get("content") or ""
         return Completion(
             [
@@ -158,7 +153,12 @@ class OllamaProvider:
                 for line in lines:
                     if not line.strip():
                         continue
-                    data = orjson.loads(line)
+                    try:
+                        data = orjson.loads(line)
+                    except orjson.JSONDecodeError:
+                        raise self._bad_answer("a stream line that is not JSON") from None
+                    if not isinstance(data, dict):
+                        raise self._bad_answer("a stream line that is not a JSON object")
                     if "error" in data:
                         raise ProviderError(
                             f"provider {self.name} failed mid-stream: {data['error']}",
@@ -166,10 +166,14 @@ class OllamaProvider:
                             code="upstream_error",
                         )
                     message = data.get("message") or {}
+                    if not isinstance(message, dict):
+                        raise self._bad_answer("a message that is not a JSON object")
                     if message.get("content"):
                         batch.append(TextDelta(message["content"]))
                     for call in message.get("tool_calls") or ():
-                        fn = call["function"]
+                        fn = call.get("function") if isinstance(call, dict) else None
+                        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                            raise self._bad_answer("a tool call without a function name")
                         batch.append(
                             ToolCallDelta(calls, "", call.get("id") or _call_id(), fn["name"])
                         )
@@ -188,6 +192,14 @@ class OllamaProvider:
                 if done:
                     return
             raise stream_cut_error(self.name)
+
+    def _bad_answer(self, what: str) -> ProviderError:
+        return ProviderError(
+            f"provider {self.name} sent {what}",
+            status=502,
+            code="upstream_bad_response",
+            retryable=True,
+        )
 
     async def stream_text(self, request: TextRequest) -> AsyncGenerator[list[StreamEvent], None]:
         raise no_text_completions(self.name, request.model)
