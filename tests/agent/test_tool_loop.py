@@ -308,6 +308,26 @@ def test_server_results_behind_a_text_answer_are_restored(
     assert sent[3]["tool_call_id"] == "call_p"
 
 
+def test_the_same_answer_in_another_conversation_gets_nothing_restored(
+    server: Server, client: openai.OpenAI, openai_upstream: FakeOpenAI
+) -> None:
+    openai_upstream.script(
+        "fake-model",
+        Script(tool_calls=[FakeCall("memory_search", ['{"query": "alice"}'], id="call_a")]),
+        Script(text=["Done."]),
+        Script(text=["ok"]),
+    )
+    client.chat.completions.create(model="m", messages=user("alice's secret plans?"))
+    # Bob's client shows the same short answer to another question in its history.
+    client.chat.completions.create(
+        model="m",
+        messages=[*user("turn on the lights"), {"role": "assistant", "content": "Done."}],
+    )
+    sent = chat_requests(openai_upstream)[-1]["messages"]
+    assert [m["role"] for m in sent[1:]] == ["user", "assistant"]
+    assert "call_a" not in json.dumps(sent)
+
+
 def test_a_tool_that_keeps_failing_is_blocked(
     server: Server, client: openai.OpenAI, openai_upstream: FakeOpenAI
 ) -> None:

@@ -78,22 +78,31 @@ class ToolStash:
         if not self._items:
             return messages
         out: list[dict[str, Any]] = []
+        asked: Any = None
         for message in messages:
             segment = None
-            if message.get("role") == "assistant":
+            if message.get("role") == "user":
+                asked = message.get("content")
+            elif message.get("role") == "assistant":
                 calls = message.get("tool_calls") or ()
                 segment = (
                     self.get(calls[0]["id"])
                     if calls
-                    else self.get(text_key(message.get("content")))
+                    else self.get(text_key(message.get("content"), asked))
                 )
             out.extend(segment if segment is not None else [message])
         return out
 
 
-def text_key(content: Any) -> str:
-    text = content if isinstance(content, str) else json.dumps(content)
+def text_key(content: Any, asked: Any) -> str:
+    """A text answer's key: the answer with the question before it, so the same words
+    said in two conversations ("Done.") do not put one's tool turns into the other."""
+    text = json.dumps([asked, content if isinstance(content, str) else json.dumps(content)])
     return "text:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def last_question(messages: list[dict[str, Any]]) -> Any:
+    return next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), None)
 
 
 @dataclass
@@ -334,7 +343,7 @@ class Agent:
                 if record is not None:
                     record += segment
                 elif added:  # server tools ran: the client's history will lack them
-                    self._stash(turn, segment)
+                    self._stash(turn, segment, last_question(transcript))
                 yield [Finish("tool_calls" if turn.client else turn.reason)]
                 return
             assistant = self._assistant_message(turn)
@@ -351,7 +360,7 @@ class Agent:
                 if record is not None:
                     record += added
                 else:
-                    self._stash(turn, added)
+                    self._stash(turn, added, None)
                 yield [Finish("tool_calls")]
                 return
             transcript = [*transcript, assistant, *results]
@@ -388,14 +397,15 @@ class Agent:
             ],
         }
 
-    def _stash(self, turn: Turn, segment: list[dict[str, Any]]) -> None:
+    def _stash(self, turn: Turn, segment: list[dict[str, Any]], asked: Any) -> None:
         """Keep the messages that stand for the client's last assistant message, under the
-        key its next request will carry: its first tool call's id, or its whole text."""
+        key its next request will carry: its first tool call's id, or its whole text with
+        the question it answered."""
         if turn.client:
             self.stash.put(next(iter(turn.client.values())).id, segment)
             return
         text = "".join(m.get("content") or "" for m in segment if m["role"] == "assistant")
-        self.stash.put(text_key(text), segment)
+        self.stash.put(text_key(text, asked), segment)
 
     async def _run_tools(
         self,
