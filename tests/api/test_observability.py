@@ -47,8 +47,11 @@ primary = "openai/obs-primary"
     post_chat(server.url, {"model": "nope-model", "messages": user("x")})
     text = httpx.get(f"{server.url}/metrics", timeout=10).text
     route = "/v1/chat/completions"
-    assert metric(text, "localgpt_requests_total", route=route, status="200") >= 2
-    assert metric(text, "localgpt_requests_total", route=route, status="404") >= 1
+    served = {"route": route, "status": "200", "model": "openai/obs-backup"}
+    assert metric(text, "localgpt_requests_total", **served) == 2
+    # A made-up model name is not a label value: clients cannot grow the metrics at will.
+    assert metric(text, "localgpt_requests_total", route=route, status="404", model="") == 1
+    assert "nope-model" not in text
     assert metric(text, "localgpt_request_seconds_count", route=route) >= 3
     assert (
         metric(text, "localgpt_time_to_first_token_seconds_count", model="openai/obs-backup") >= 2
@@ -61,6 +64,25 @@ primary = "openai/obs-primary"
     )
     assert metric(text, "localgpt_failovers_total", from_model="openai/obs-primary") >= 1
     assert "localgpt_provider_queue_depth" in text and "localgpt_queue_wait_seconds" in text
+
+
+def test_native_chat_is_measured_like_v1(
+    servers: Callable[[str], Server], openai_upstream: FakeOpenAI
+) -> None:
+    server = servers(gateway_config(openai_upstream.url, gateway=False))
+    # The upstream's first chunk is a bare role chunk, 0.6 s before any content: the
+    # time to first token counts to the content.
+    openai_upstream.script("fake-model", Script(text=["a", "b"], delay=0.6))
+    httpx.post(f"{server.url}/api/chat", json={"message": "hi"}, timeout=30)
+    httpx.post(f"{server.url}/api/chat/stream", json={"message": "hi"}, timeout=30)
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    model = "openai/fake-model"
+    for route in ("/api/chat", "/api/chat/stream"):
+        assert metric(text, "localgpt_requests_total", route=route, model=model) == 1, route
+    assert metric(text, "localgpt_completions_total", model=model) >= 1
+    assert metric(text, "localgpt_tokens_total", model=model, direction="in") >= 22
+    assert metric(text, "localgpt_time_to_first_token_seconds_count", model=model) == 2
+    assert metric(text, "localgpt_time_to_first_token_seconds_bucket", model=model, le="0.5") == 0
 
 
 def test_every_response_has_a_request_id(gateway: Server) -> None:

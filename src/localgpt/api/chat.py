@@ -119,7 +119,7 @@ async def chat_completions(request: Request) -> Response:
             )
             include_usage = bool((raw.get("stream_options") or {}).get("include_usage"))
             renderer = StreamRenderer(route.id, include_usage)
-            observe = state.observer(route.id, stream=True)
+            observe = state.observer(route.id, True, request.scope)
             body = render_stream(batches, renderer, observe, started)
             return await EventStreamResponse.started(body, watch)
         except asyncio.CancelledError:
@@ -139,5 +139,5 @@ async def chat_completions(request: Request) -> Response:
         raise
     finally:
         watch.stop()
-    state.observer(route.id, stream=False)(time.perf_counter() - started, completion.usage)
+    state.observer(route.id, False, request.scope)(time.perf_counter() - started, completion.usage)
     return Response(render_completion(completion, route.id), media_type="application/json")

@@ -39,10 +39,12 @@ async def completions(request: Request) -> Response:
         if raw.get("stream"):
             include_usage = bool((raw.get("stream_options") or {}).get("include_usage"))
             renderer = TextStreamRenderer(route.id, include_usage)
-            observe = state.observer(route.id, stream=True)
+            observe = state.observer(route.id, True, request.scope)
             stream = render_stream(batches, renderer, observe, started)
             return await EventStreamResponse.started(stream, watch)
-        body = await collect_text(batches, route.id)
+        body = await collect_text(
+            batches, route.id, state.observer(route.id, False, request.scope), started
+        )
     except asyncio.CancelledError:
         if watch.absorb():
             return Response(status_code=499)

@@ -32,6 +32,7 @@ from localgpt.agent.tools import Permissions
 from localgpt.api.chat import PERMISSIONS_KEY
 from localgpt.api.errors import APIError
 from localgpt.api.metrics import Metrics
+from localgpt.api.state import MODEL_KEY
 from localgpt.config import Config, KeyConfig
 
 log = logging.getLogger("localgpt.access")
@@ -154,7 +155,7 @@ class Gate:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
             path = getattr(route, "path", None) or "other"
-            self.metrics.request(scope["method"], path, status, elapsed)
+            self.metrics.request(scope["method"], path, status, elapsed, scope.get(MODEL_KEY, ""))
             log.info("%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed * 1e3)
             request_id.reset(token)
 

@@ -57,10 +57,13 @@ class _Queues(Collector):
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._children: dict[tuple[str, str, int, str], tuple[Any, Any]] = {}
         r = self.registry
         self.requests = Counter(
-            "localgpt_requests", "HTTP requests", ["method", "route", "status"], registry=r
+            "localgpt_requests",
+            "HTTP requests",
+            ["method", "route", "status", "model"],
+            registry=r,
         )
         self.latency = Histogram(
             "localgpt_request_seconds",
@@ -99,14 +102,14 @@ class Metrics:
     def watch_queues(self, read: Callable[[], dict[str, tuple[int, int]]]) -> None:
         self.registry.register(_Queues(read))
 
-    def request(self, method: str, route: str, status: int, seconds: float) -> None:
+    def request(self, method: str, route: str, status: int, seconds: float, model: str) -> None:
         # Children are cached: labels() validates and locks on every call, which on the
         # request path costs more than the increment itself.
-        key = (method, route, status)
+        key = (method, route, status, model)
         children = self._children.get(key)
         if children is None:
             children = self._children[key] = (
-                self.requests.labels(method, route, str(status)),
+                self.requests.labels(method, route, str(status), model),
                 self.latency.labels(route),
             )
         children[0].inc()

@@ -203,10 +203,14 @@ async def chat(request: Request, body: ChatBody) -> Response:
     text: list[str] = []
     tools: dict[str, dict[str, Any]] = {}
     usage: Usage | None = None
+    started = time.perf_counter()
+    first: float | None = None
     try:
         async for batch in _turn(request, session, model, body.message):
             for event in batch:
                 if isinstance(event, TextDelta):
+                    if first is None:
+                        first = time.perf_counter() - started
                     text.append(event.text)
                 elif isinstance(event, ToolStart):
                     tools[event.id] = {
@@ -221,6 +225,7 @@ async def chat(request: Request, body: ChatBody) -> Response:
                     usage = event if usage is None else usage + event
     except ProviderError as exc:
         raise APIError.from_provider(exc) from None
+    _state(request).observer(model, False, request.scope)(first, usage)
     return _json(
         {
             "session_id": session.id,
@@ -241,12 +246,16 @@ async def _native_events(
     request: Request, session: Session, model: str, message: str
 ) -> AsyncGenerator[bytes, None]:
     usage: Usage | None = None
+    started = time.perf_counter()
+    first: float | None = None
     yield _event("session", session_id=session.id, model=model)
     try:
         async for batch in _turn(request, session, model, message):
             out = []
             for event in batch:
                 if isinstance(event, TextDelta):
+                    if first is None:
+                        first = time.perf_counter() - started
                     out.append(_event("content", delta=event.text))
                 elif isinstance(event, ToolStart):
                     out.append(
@@ -283,6 +292,7 @@ async def _native_events(
         )
         yield _event("error", message=failed.message, error=failed.to_dict())
         return
+    _state(request).observer(model, True, request.scope)(first, usage)
     yield _event("done", session_id=session.id, usage=usage_dict(usage))
 
 

@@ -28,6 +28,7 @@ from localgpt.providers.base import (
 )
 
 log = logging.getLogger("localgpt.api")
+CONTENT = (TextDelta, ToolCallDelta)
 
 
 def completion_id() -> str:
@@ -267,7 +268,12 @@ class TextStreamRenderer:
         return b"".join(out)
 
 
-async def collect_text(batches: AsyncGenerator[list[StreamEvent], None], model: str) -> bytes:
+async def collect_text(
+    batches: AsyncGenerator[list[StreamEvent], None],
+    model: str,
+    observe: Observer | None = None,
+    started: float = 0.0,
+) -> bytes:
     """A whole legacy completion, gathered from its stream."""
     texts: dict[int, list[str]] = {}
     reasons: dict[int, str] = {}
@@ -288,6 +294,8 @@ async def collect_text(batches: AsyncGenerator[list[StreamEvent], None], model: 
                     usage = event if usage is None else usage + event
     finally:
         await batches.aclose()
+    if observe is not None:
+        observe(time.perf_counter() - started, usage)
     indices = sorted(set(texts) | set(reasons)) or [0]
     return orjson.dumps(
         {
@@ -313,7 +321,7 @@ def error_event(exc: ProviderError) -> bytes:
     return b"data: " + orjson.dumps({"error": exc.to_dict()}) + b"\n\n"
 
 
-Observer = Callable[[float | None, Usage | None], None]  # (seconds to first bytes, usage)
+Observer = Callable[[float | None, Usage | None], None]  # (seconds to first content, usage)
 
 
 async def render_stream(
@@ -325,10 +333,10 @@ async def render_stream(
     first: float | None = None
     try:
         async for batch in batches:
+            if first is None and any(isinstance(e, CONTENT) for e in batch):
+                first = time.perf_counter() - started  # content, not a role chunk or a ping
             data = renderer.render(batch)
             if data:
-                if first is None:
-                    first = time.perf_counter() - started
                 yield data
     except ProviderError as exc:
         yield error_event(exc)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from localgpt.agent.agent import Agent
 from localgpt.agent.conversation import Conversations
@@ -13,6 +14,8 @@ from localgpt.config import Config, Paths
 from localgpt.memory.manager import Memory
 from localgpt.providers.catalog import Catalog
 from localgpt.providers.router import Router
+
+MODEL_KEY = "localgpt.model"  # set on the ASGI scope once a model has answered
 
 if TYPE_CHECKING:
     from localgpt.api.metrics import Metrics
@@ -45,8 +48,11 @@ class AppState:
         store = SessionStore(Paths.from_env().state_dir / "sessions")
         return cls(config, router, agent, Catalog(router), memory, Conversations(agent, store))
 
-    def observer(self, model: str, stream: bool) -> Observer:
-        """Records a finished completion: time to first content, tokens in and out."""
+    def observer(self, model: str, stream: bool, scope: MutableMapping[str, Any]) -> Observer:
+        """Records a finished completion: time to first content, tokens in and out. The
+        request is labelled with the model that served it (only models that did serve, so
+        clients cannot grow the metrics by sending made-up names)."""
+        scope[MODEL_KEY] = model
         metrics = self.metrics
 
         def observe(first: float | None, usage: Usage | None) -> None:
