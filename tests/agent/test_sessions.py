@@ -200,3 +200,88 @@ def test_a_provider_failure_is_an_error_event(server: Server, openai_upstream: F
     assert [k for k, _ in found] == ["session", "error"]
     error = found[-1][1]
     assert "HTTP 500" in error["message"] and error["error"]["code"] == "upstream_error"
+
+
+# --- the JSONL store, directly ----------------------------------------------------------------
+
+
+def turn(text: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": text}, {"role": "assistant", "content": f"re: {text}"}]
+
+
+def contents(session: Any) -> list[str]:
+    return [m["content"] for m in session.messages if m["role"] == "user"]
+
+
+def test_a_torn_line_hides_no_turn_appended_after_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from localgpt.agent.sessions import SessionStore
+
+    store = SessionStore(tmp_path)
+    session = store.create()
+    store.append(session, turn("one"))
+    store.append(session, turn("two"))
+    path = tmp_path / f"{session.id}.jsonl"
+    with path.open("ab") as f:  # a crash mid-append: half a line, torn inside a character
+        f.write('{"type": "message", "role": "user", "content": "lost é'.encode()[:-1])
+
+    reloaded = SessionStore(tmp_path).get(session.id)  # as after a restart
+    assert reloaded is not None and contents(reloaded) == ["one", "two"]
+    store.append(session, turn("three"))  # the tail is ended first: the new line stands alone
+    assert path.read_bytes().count(b"\n") == 1 + 4 + 1 + 2
+    with caplog.at_level("WARNING", logger="localgpt.agent"):
+        again = SessionStore(tmp_path).get(session.id)
+    assert again is not None and contents(again) == ["one", "two", "three"]
+    assert "line 6 is damaged" in caplog.text
+    SessionStore(tmp_path).append(again, turn("four"))
+    final = SessionStore(tmp_path).get(session.id)
+    assert final is not None and contents(final) == ["one", "two", "three", "four"]
+
+
+def test_damaged_lines_anywhere_are_skipped_but_a_damaged_header_is_not_a_session(
+    tmp_path: Path,
+) -> None:
+    from localgpt.agent.sessions import SessionStore
+
+    store = SessionStore(tmp_path)
+    session = store.create()
+    store.append(session, turn("one"))
+    path = tmp_path / f"{session.id}.jsonl"
+    header, *rest = path.read_text().splitlines()
+    path.write_text("\n".join([header, "{not json", "42", "", *rest, "[]"]) + "\n")
+    loaded = SessionStore(tmp_path).get(session.id)
+    assert loaded is not None and contents(loaded) == ["one"] and loaded.title == "one"
+    path.write_text("\n".join(["{torn header", *rest]) + "\n")
+    assert SessionStore(tmp_path).get(session.id) is None
+
+
+def test_line_separators_inside_a_message_survive_a_reload(tmp_path: Path) -> None:
+    from localgpt.agent.sessions import SessionStore
+
+    store = SessionStore(tmp_path)
+    session = store.create()
+    tricky = "para\u2028graph\u2029next\x85nel\x0bvt\x0cff\x1cfs"
+    store.append(session, turn("first"))
+    store.append(session, turn(tricky))
+    store.append(session, turn("last"))
+    loaded = SessionStore(tmp_path).get(session.id)
+    assert loaded is not None and contents(loaded) == ["first", tricky, "last"]
+
+
+@pytest.mark.parametrize("titled", [False, True])
+def test_append_to_a_deleted_session_does_not_bring_it_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, titled: bool
+) -> None:
+    from localgpt.agent.sessions import SessionStore
+
+    store = SessionStore(tmp_path)
+    session = store.create()
+    if titled:  # later turns append; the first one rewrites the file with the title
+        store.append(session, turn("one"))
+    assert SessionStore(tmp_path).delete(session.id)  # e.g. from the command line
+    with caplog.at_level("WARNING", logger="localgpt.agent"):
+        assert store.append(session, turn("two")) is False
+    assert "was deleted" in caplog.text
+    assert list(tmp_path.iterdir()) == []
+    assert SessionStore(tmp_path).get(session.id) is None

@@ -71,6 +71,26 @@ def test_the_watcher_indexes_changes_while_running(
     )
 
 
+def test_memory_file_reads_lines_and_says_when_it_cut(assistant: Server) -> None:
+    notes = workspace(assistant) / "knowledge" / "long.md"
+    notes.parent.mkdir(exist_ok=True)
+    notes.write_text("".join(f"line {i}\n" for i in range(1, 3001)))
+    url = f"{assistant.url}/api/memory/file"
+    some = httpx.get(url, params={"path": "knowledge/long.md", "start": 5, "end": 7}, timeout=10)
+    assert some.json() == {
+        "path": "knowledge/long.md",
+        "start_line": 5,
+        "end_line": 7,
+        "lines": ["line 5", "line 6", "line 7"],
+        "truncated": False,
+    }
+    cut = httpx.get(url, params={"path": "knowledge/long.md"}, timeout=10).json()
+    assert cut["truncated"] and cut["lines"][-1] == f"line {cut['end_line']}"
+    assert 1 < cut["end_line"] < 3000
+    hidden = httpx.get(url, params={"path": ".secret.md"}, timeout=10)
+    assert hidden.status_code == 404 and "hidden" in hidden.json()["error"]["message"]
+
+
 def test_search_needs_a_query(assistant: Server) -> None:
     resp = httpx.get(f"{assistant.url}/api/memory/search", timeout=10)
     assert resp.status_code == 400 and error_of(resp)["param"] == "q"

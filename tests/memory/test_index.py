@@ -478,3 +478,56 @@ def test_killed_reindex_leaves_a_consistent_index(tmp_path: Path, embedder: Embe
     assert index.stats()["files"] == 300
     assert_consistent(db)
     assert index.search("topic 1400", limit=1, mode="fts")[0].path == "notes/n200.md"
+
+
+def test_a_stopped_reindex_ends_early_and_the_next_run_does_the_rest(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "big")
+    (ws.root / "notes").mkdir(parents=True)
+    for i in range(300):
+        (ws.root / "notes" / f"n{i:03}.md").write_text(f"# Note {i}\n\nTopic {i * 7}.\n")
+    db = tmp_path / "big.sqlite"
+    index = MemoryIndex(db, ws, None)
+
+    def progress(done: int, total: int) -> None:
+        if done == 70:
+            index.stop()  # as the server's shutdown does, from another thread
+
+    stats = index.reindex(progress=progress)
+    assert stats.stopped
+    done_before = index.stats()["files"]
+    assert 70 <= done_before < 300 and stats.files_indexed == done_before
+    assert index.stats()["last_reindex"] is None  # not a finished run
+    assert_consistent(db)
+    again = index.reindex()  # once stopped, an index does no more long work
+    assert again.stopped and again.files_indexed == 0
+    index.close()
+
+    reopened = MemoryIndex(db, ws, None)
+    stats = reopened.reindex()
+    assert not stats.stopped
+    assert stats.files_unchanged == done_before
+    assert stats.files_indexed == 300 - done_before
+    assert reopened.stats()["files"] == 300
+    assert_consistent(db)
+
+
+def test_a_stopped_reindex_leaves_edited_files_for_the_next_run(tmp_path: Path) -> None:
+    """Files changed since the last run and not reached keep their old hash and mtime."""
+    ws = Workspace(tmp_path / "big")
+    (ws.root / "notes").mkdir(parents=True)
+    for i in range(200):
+        (ws.root / "notes" / f"n{i:03}.md").write_text(f"Old text {i}.\n")
+    db = tmp_path / "big.sqlite"
+    MemoryIndex(db, ws, None).reindex()
+    for i in range(200):
+        (ws.root / "notes" / f"n{i:03}.md").write_text(f"New wording number {i}.\n")
+    index = MemoryIndex(db, ws, None)
+    index.reindex(progress=lambda done, total: index.stop() if done == 10 else None)
+    rewritten = index.stats()["files"]
+    assert rewritten == 200 and len(index.search("wording", limit=200, mode="fts")) < 200
+    index.close()
+    reopened = MemoryIndex(db, ws, None)
+    reopened.reindex()
+    assert len(reopened.search("wording", limit=200, mode="fts")) == 200
+    assert reopened.search("old", limit=200, mode="fts") == []
+    assert_consistent(db)

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import os
+import random
 import stat
+import subprocess
+import sys
+import textwrap
+import time
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
-from localgpt.memory.workspace import TRUNCATED, Workspace, WorkspaceError, split_lines
+from localgpt.memory.workspace import (
+    READ_MAX_BYTES,
+    READ_MAX_LINES,
+    TRUNCATED,
+    Workspace,
+    WorkspaceError,
+    split_lines,
+)
 
 TODAY = date(2025, 3, 14)
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 @pytest.fixture
@@ -140,6 +153,79 @@ def test_read_errors(
         ws.read(path, start, end)
 
 
+def test_read_caps_lines_with_a_note_saying_how_to_read_on(ws: Workspace) -> None:
+    total = READ_MAX_LINES * 2 + 500
+    (ws.root / "long.md").write_text("".join(f"line {i}\n" for i in range(1, total + 1)))
+    *lines, note = ws.read("long.md").splitlines()
+    assert lines == [f"line {i}" for i in range(1, READ_MAX_LINES + 1)]
+    assert note.startswith(f"[... cut: showing lines 1-{READ_MAX_LINES} of {total};")
+    assert f"start_line={READ_MAX_LINES + 1}." in note
+    *lines, note = ws.read("long.md", READ_MAX_LINES + 1, total).splitlines()
+    assert lines[0] == f"line {READ_MAX_LINES + 1}" and len(lines) == READ_MAX_LINES
+    assert f"start_line={2 * READ_MAX_LINES + 1} and end_line={total}." in note
+    rest = ws.read("long.md", 2 * READ_MAX_LINES + 1).splitlines()
+    assert rest == [f"line {i}" for i in range(2 * READ_MAX_LINES + 1, total + 1)]  # no note
+    assert ws.read("long.md", 10, 12) == "line 10\nline 11\nline 12\n"
+
+
+def test_read_caps_bytes_and_over_long_lines(ws: Workspace) -> None:
+    row = "é" * 99 + "x"  # 199 bytes, 200 with the newline
+    (ws.root / "wide.md").write_text(f"{row}\n" * 1000)
+    out = ws.read("wide.md")
+    *lines, note = out.splitlines()
+    assert len(lines) == READ_MAX_BYTES // 200 and all(line == row for line in lines)
+    assert len(out.encode()) < READ_MAX_BYTES + 300
+    assert f"start_line={len(lines) + 1}." in note and "of 1000;" in note
+    (ws.root / "one.md").write_text("short\n" + "x" * (3 * READ_MAX_BYTES) + "\nnext\n")
+    assert ws.read("one.md").startswith("short\n[... cut: showing line 1 of 3;")
+    first, note = ws.read("one.md", 2).splitlines()
+    assert first == "x" * READ_MAX_BYTES
+    assert "line 2 is longer than" in note and "start_line=3." in note
+    assert ws.read("one.md", 3) == "next\n"
+    (ws.root / "exact.md").write_text("y" * (READ_MAX_BYTES - 1) + "\n")
+    assert ws.read("exact.md") == "y" * (READ_MAX_BYTES - 1) + "\n"  # at the limit: whole
+
+
+@pytest.mark.parametrize(
+    "path", [".secret.md", ".git/config", "memory/../.git/config", "notes/.draft.md", "alias.md"]
+)
+def test_read_refuses_hidden_files_and_folders(ws: Workspace, path: str) -> None:
+    (ws.root / ".secret.md").write_text("secret")
+    (ws.root / ".git").mkdir()
+    (ws.root / ".git" / "config").write_text("[remote]")
+    (ws.root / "notes").mkdir()
+    (ws.root / "notes" / ".draft.md").write_text("draft")
+    (ws.root / "alias.md").symlink_to(ws.root / ".secret.md")  # a visible name for it
+    with pytest.raises(WorkspaceError, match="hidden files and folders"):
+        ws.read(path)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x89PNG\r\n\x1a\n" + bytes(range(256)),  # an image
+        "caf\xe9 au lait\n".encode("latin-1"),  # text, but not UTF-8
+        b"text\0with a NUL\n",
+    ],
+)
+def test_read_refuses_files_that_are_not_utf8_text(ws: Workspace, data: bytes) -> None:
+    (ws.root / "blob.md").write_bytes(data)
+    for lines in ((None, None), (1, None), (1, 1)):
+        with pytest.raises(WorkspaceError, match="not a text file"):
+            ws.read("blob.md", *lines)
+
+
+def test_read_refuses_binary_data_past_the_first_lines(ws: Workspace) -> None:
+    (ws.root / "mixed.md").write_bytes(b"fine\n" * 20000 + b"\xff\xfe\n")
+    assert ws.read("mixed.md", 1, 2) == "fine\nfine\n"  # the text part is readable
+    with pytest.raises(WorkspaceError, match="not a text file"):
+        ws.read("mixed.md", 20001)
+    (ws.root / "nul.md").write_bytes(b"fine line\n" * 1000 + b"\0\n")  # past the first 8 KB
+    for lines in ((None, None), (1001, None)):
+        with pytest.raises(WorkspaceError, match="not a text file"):
+            ws.read("nul.md", *lines)
+
+
 def test_split_lines_numbers_like_an_editor() -> None:
     assert split_lines("a\nb\n") == ["a", "b"]
     assert split_lines("a\r\n\nb") == ["a", "", "b"]
@@ -192,6 +278,65 @@ def test_failed_replace_keeps_the_old_file(ws: Workspace, monkeypatch: pytest.Mo
         ws.append("memory", "- new fact", TODAY)
     assert memory.read_text() == "# Memory\n- old fact\n"
     assert sorted(p.name for p in ws.root.iterdir() if p.name.startswith(".")) == []
+
+
+KILLED_APPENDER = textwrap.dedent(
+    """
+    import sys
+    from datetime import date
+    from pathlib import Path
+    from localgpt.memory.workspace import Workspace
+
+    workspace, tag = Workspace(Path(sys.argv[1])), sys.argv[2]
+    print("ready", flush=True)
+    n = 0
+    while True:  # what memory_save does, over and over until killed
+        workspace.append("memory", f"fact {tag}-{n}", date.today())
+        n += 1
+    """
+)
+
+
+def test_append_killed_at_random_moments_leaves_the_old_file_or_the_new(ws: Workspace) -> None:
+    memory = ws.root / "MEMORY.md"
+    # Each append rewrites 3 MB, a few milliseconds between the temporary file and the rename.
+    memory.write_text("# Memory\n\n" + "".join(f"Old fact {i}.\n" for i in range(200_000)))
+    content = memory.read_text()
+    rng = random.Random(1)
+    mid_write = 0
+    for round in range(12):
+        child = subprocess.Popen(
+            [sys.executable, "-c", KILLED_APPENDER, str(ws.root), str(round)],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        assert child.stdout is not None
+        assert child.stdout.readline() == "ready\n"
+        time.sleep(rng.uniform(0.0, 0.1))  # some appends done
+        deadline = time.monotonic() + 0.1  # a write in place would have no temporary file
+        while time.monotonic() < deadline and not any(
+            name.startswith(".MEMORY.md.") for name in os.listdir(ws.root)
+        ):
+            pass
+        offset = time.perf_counter() + rng.uniform(0.0, 0.004)  # somewhere inside that write
+        while time.perf_counter() < offset:
+            pass
+        child.kill()
+        child.wait(10)
+        child.stdout.close()
+        now = memory.read_text()
+        kept = now.startswith(content)
+        assert kept, f"round {round}: the old content was torn ({len(now)} characters)"
+        added = now[len(content) :]
+        whole = "".join(f"fact {round}-{n}\n" for n in range(added.count("\n")))
+        assert added == whole, f"round {round}: a partial append: {added[-80:]!r}"
+        content = now
+        leftovers = [p for p in ws.root.iterdir() if p.name.startswith(".MEMORY.md.")]
+        mid_write += bool(leftovers)  # killed between the temporary file and the rename
+        for path in leftovers:
+            path.unlink()
+    assert mid_write >= 4, mid_write  # the kills did land inside writes
 
 
 # --- listing -------------------------------------------------------------------------------

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -72,34 +75,72 @@ def test_kill_9_during_a_stream_and_a_memory_write_loses_nothing_stored(
     tmp_path: Path, openai_upstream: FakeOpenAI
 ) -> None:
     home = tmp_path / "home"
-    config = gateway_config(openai_upstream.url, gateway=False)
+    workspace = home / "data" / "localgpt" / "workspace"
+    workspace.mkdir(parents=True)
+    memory_md = workspace / "MEMORY.md"
+    # memory_save replaces the whole file: at 7 MB that takes tens of milliseconds, a window
+    # the kill below lands in. Keyword search only, so indexing 7 MB takes a second.
+    old = "# Memory\n\n" + "".join(f"Old fact {i}: kept across crashes.\n" for i in range(200_000))
+    memory_md.write_text(old)
+    fact = "A durable fact saved at the moment of the crash."
+    new = f"{old}{fact}\n"
+    config = gateway_config(
+        openai_upstream.url, gateway=False, extra='[memory]\nembedding_provider = "none"\n'
+    )
     first = start_server(config, home)
-    sid = httpx.post(f"{first.url}/api/chat", json={"message": "first turn"}, timeout=30).json()[
-        "session_id"
-    ]
-    saved = httpx.post(
-        f"{first.url}/api/chat", timeout=30, json={"session_id": sid, "message": "remember"}
-    )
-    assert saved.status_code == 200
-    big = "A durable fact. " * 20000  # a memory write big enough to be caught mid-way
-    openai_upstream.script(
-        "fake-model",
-        Script(
-            tool_calls=[FakeCall("memory_save", [json.dumps({"content": big, "target": "memory"})])]
-        ),
-        Script(text=[f"w{i} " for i in range(50)], delay=0.1),
-    )
-    with httpx.stream(
-        "POST",
-        f"{first.url}/api/chat/stream",
-        timeout=30,
-        json={"session_id": sid, "message": "save this and talk"},
-    ) as resp:
-        for line in resp.iter_lines():
-            if line.startswith("event: tool_start"):
-                first.process.send_signal(signal.SIGKILL)
-                break
-    first.process.wait(10)
+    try:
+        sid = httpx.post(
+            f"{first.url}/api/chat", json={"message": "first turn"}, timeout=30
+        ).json()["session_id"]
+        saved = httpx.post(
+            f"{first.url}/api/chat", timeout=30, json={"session_id": sid, "message": "remember"}
+        )
+        assert saved.status_code == 200
+        # The first index is done: the save will not queue behind it.
+        assert wait_for(
+            lambda: httpx.get(f"{first.url}/api/memory/stats", timeout=30).json()["files"] >= 3, 60
+        )
+        openai_upstream.script(
+            "fake-model",
+            Script(
+                tool_calls=[
+                    FakeCall("memory_save", [json.dumps({"content": fact, "target": "memory"})])
+                ]
+            ),
+            Script(text=[f"w{i} " for i in range(50)], delay=0.1),
+        )
+        names = set(os.listdir(workspace))
+        before = memory_md.stat()
+
+        def chat() -> None:
+            with contextlib.suppress(httpx.HTTPError):  # the server dies mid-answer
+                httpx.post(
+                    f"{first.url}/api/chat/stream",
+                    timeout=30,
+                    json={"session_id": sid, "message": "save this and talk"},
+                )
+
+        talker = threading.Thread(target=chat)
+        talker.start()
+
+        def writing() -> bool:
+            """A temporary file beside MEMORY.md (an atomic write under way), or MEMORY.md
+            itself changed (a write in place would be caught part-way here)."""
+            now = memory_md.stat()
+            changed = (now.st_size, now.st_mtime_ns) != (before.st_size, before.st_mtime_ns)
+            return changed or bool(set(os.listdir(workspace)) - names)
+
+        deadline = time.monotonic() + 30
+        while not (seen := writing()) and time.monotonic() < deadline:
+            pass  # no sleep: the write lasts only tens of milliseconds
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait(10)
+        talker.join(30)
+    finally:
+        first.stop()
+    assert seen, "memory_save never started writing"
+    content = memory_md.read_text()
+    assert content in (old, new), f"torn MEMORY.md: {len(content)} characters"
     second = start_server(config, home)
     try:
         session = httpx.get(f"{second.url}/api/sessions/{sid}", timeout=10).json()
@@ -107,13 +148,72 @@ def test_kill_9_during_a_stream_and_a_memory_write_loses_nothing_stored(
             "first turn",
             "remember",
         ]  # the turn in flight is lost, nothing else
-        memory = (home / "data" / "localgpt" / "workspace" / "MEMORY.md").read_text()
-        assert memory.startswith("# Memory")
-        assert memory.count("A durable fact.") in (0, 20000)  # old file or new, never torn
-        # The index catches up with the workspace on start-up.
+        # The index catches up with the workspace on start-up; the killed write's temporary
+        # file, if any, is hidden and stays out of it.
         assert wait_for(
-            lambda: httpx.get(f"{second.url}/api/memory/stats", timeout=30).json()["files"] >= 3, 60
+            lambda: httpx.get(f"{second.url}/api/memory/stats", timeout=30).json()["files"] == 3,
+            60,
         )
+        hits = httpx.get(
+            f"{second.url}/api/memory/search", params={"q": "Old fact 199999"}, timeout=30
+        ).json()["results"]
+        assert hits and hits[0]["path"] == "MEMORY.md"
+    finally:
+        second.stop()
+
+
+def test_sigterm_during_the_first_reindex_exits_0_at_once_and_the_next_start_finishes_it(
+    tmp_path: Path, openai_upstream: FakeOpenAI
+) -> None:
+    home = tmp_path / "home"
+    workspace = home / "data" / "localgpt" / "workspace"
+    notes = workspace / "knowledge"
+    notes.mkdir(parents=True)
+    for i in range(600):  # short notes: about 8 s of indexing on 2 shared cores
+        (notes / f"note{i:04}.md").write_text(
+            f"# Note {i}\n\n" + f"Entry {i} about project {i % 17} and topic {i % 29}. " * 2
+        )
+    db = home / "cache" / "localgpt" / "memory" / "index.sqlite"
+
+    def indexed() -> int:
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                return int(conn.execute("SELECT count(*) FROM files").fetchone()[0])
+        except sqlite3.Error:
+            return 0
+
+    def poll(predicate: Callable[[], bool], timeout: float) -> bool:
+        """``wait_for``, but gentle: fast polling would slow the indexing it waits on."""
+        end = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > end:
+                return False
+            time.sleep(0.2)
+        return True
+
+    config = gateway_config(openai_upstream.url, gateway=False)
+    first = start_server(config, home)
+    try:
+        assert poll(lambda: indexed() > 20, 60)
+        first.process.send_signal(signal.SIGTERM)
+        # Without a stop, closing the index waits for the whole reindex (over 8 s here).
+        assert first.process.wait(5) == 0, first.log()
+    finally:
+        first.stop()
+    total = len(list(workspace.rglob("*.md")))  # the notes and the starter files
+    at_exit = indexed()
+    assert 0 < at_exit < total, at_exit  # stopped part-way, not finished before exiting
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        orphans = conn.execute(
+            "SELECT count(*) FROM chunks WHERE path NOT IN (SELECT path FROM files)"
+        ).fetchone()
+        assert orphans[0] == 0
+    second = start_server(config, home)
+    try:
+        assert poll(lambda: indexed() == total, 120)
+        counts = httpx.post(f"{second.url}/api/memory/reindex", json={}, timeout=60).json()
+        assert counts["files_indexed"] == 0 and counts["files_unchanged"] == total
     finally:
         second.stop()
 

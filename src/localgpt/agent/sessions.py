@@ -3,12 +3,15 @@
 Files live in ``$XDG_STATE_HOME/localgpt/sessions/`` with mode 0600. A turn's new messages are
 appended in one write and fsynced; anything that rewrites a session (compaction, clearing,
 a model change) writes a temporary file and renames it over the old one. A process killed at
-any moment therefore loses at most the turn in flight: a torn last line is ignored on load.
+any moment therefore loses at most the turn in flight: a line that does not parse (a torn
+last line) is skipped on load with a warning, and the next append starts on a new line, so
+turns saved after it are never hidden by it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import time
@@ -21,6 +24,8 @@ from localgpt.memory.workspace import atomic_write
 
 _ID = re.compile(r"[0-9a-f]{32}")
 VERSION = 1
+
+log = logging.getLogger("localgpt.agent")
 
 
 @dataclass
@@ -82,9 +87,12 @@ class SessionStore:
             return cached
         path = self._path(session_id)
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            data = path.read_bytes()
         except FileNotFoundError:
             return None
+        # Split on "\n" only: str.splitlines would also break at U+2028 and other separators
+        # that json.dumps leaves unescaped inside a message.
+        lines = data.decode("utf-8", errors="replace").split("\n")
         session = _parse(session_id, lines)
         if session is not None:
             self._cache[session_id] = session
@@ -96,29 +104,41 @@ class SessionStore:
         found = [self.get(p.stem) for p in self.folder.glob("*.jsonl")]
         return sorted((s for s in found if s is not None), key=lambda s: s.updated, reverse=True)
 
-    def append(self, session: Session, messages: list[dict[str, Any]]) -> None:
-        """Add a turn's messages: one write, then fsync."""
+    def append(self, session: Session, messages: list[dict[str, Any]]) -> bool:
+        """Add a turn's messages: one write, then fsync. False (with a warning, nothing
+        written) when the session's file is gone, deleted since it was loaded: appending
+        would bring it back as a file without its header line."""
         if not messages:
-            return
+            return True
+        path = self._path(session.id)
         if session.title is None:
             first = next((m for m in messages if m.get("role") == "user"), None)
             if first is not None:
+                if not path.exists():
+                    return _gone(session)
                 session.title = _title(first.get("content"))
                 session.messages.extend(messages)
                 session.updated = time.time()
                 self.rewrite(session)  # the header changed: rewrite once
-                return
+                return True
         data = "".join(
             json.dumps({"type": "message", **m}, ensure_ascii=False) + "\n" for m in messages
-        )
-        fd = os.open(self._path(session.id), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        ).encode("utf-8")
         try:
-            os.write(fd, data.encode("utf-8"))
+            fd = os.open(path, os.O_RDWR | os.O_APPEND)  # never O_CREAT, see above
+        except FileNotFoundError:
+            return _gone(session)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data  # end a torn last line: it is skipped on load
+            os.write(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
         session.messages.extend(messages)
         session.updated = time.time()
+        return True
 
     def rewrite(self, session: Session) -> None:
         """Replace the whole file atomically (temporary file, fsync, rename)."""
@@ -145,13 +165,29 @@ def _title(content: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _gone(session: Session) -> bool:
+    log.warning("session %s was deleted; its new messages are not saved", session.id)
+    return False
+
+
 def _parse(session_id: str, lines: list[str]) -> Session | None:
-    records = []
-    for line in lines:
+    """The session in a file's lines; None unless the first line is its header. A line that
+    does not parse (torn by a crash, or damaged) is skipped with a warning: the lines after
+    it were appended later and stand."""
+    records: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
-            break  # a torn last line from a crash: everything before it stands
+            record = None
+        if not isinstance(record, dict):
+            if number == 1:
+                return None  # not even a header: not a session file
+            log.warning("session %s: line %d is damaged; skipped", session_id, number)
+            continue
+        records.append(record)
     if not records or records[0].get("type") != "session":
         return None
     head = records[0]

@@ -341,7 +341,7 @@ async def memory_file(
     start: int = Query(1, ge=1),
     end: int | None = Query(None, ge=1),
 ) -> Response:
-    from localgpt.memory.workspace import WorkspaceError
+    from localgpt.memory.workspace import CUT_NOTE, WorkspaceError
 
     memory = _memory(request)
     try:
@@ -349,8 +349,16 @@ async def memory_file(
     except WorkspaceError as exc:
         raise APIError(404, str(exc), param="path", code="file_not_found") from None
     lines = text.removesuffix("\n").split("\n")
+    # A long read is cut, with a note for the model as its last line; here it is a field.
+    note = lines.pop() if len(lines) > 1 and lines[-1].startswith(CUT_NOTE) else None
     return _json(
-        {"path": path, "start_line": start, "end_line": start + len(lines) - 1, "lines": lines}
+        {
+            "path": path,
+            "start_line": start,
+            "end_line": start + len(lines) - 1,
+            "lines": lines,
+            "truncated": note is not None,
+        }
     )
 
 

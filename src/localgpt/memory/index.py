@@ -4,6 +4,8 @@ The index is a cache of the workspace, so anything wrong with it (corruption, an
 schema, another embedder or other chunk settings) is fixed by rebuilding, never by failing.
 Each file is replaced in one transaction: a process killed mid-reindex leaves every file
 either fully old (and still carrying its old hash, so it is redone next time) or fully new.
+A reindex told to ``stop`` (the server shutting down) ends the same way, only sooner: after
+the batch it is writing, with the files it did not reach left for the next run.
 
 Search follows upstream LocalGPT: the best ``2 * limit`` chunks by BM25 and by cosine
 similarity, each list scored by rank as ``1 / (1 + rank)``, fused ``0.3 * fts + 0.7 *
@@ -237,6 +239,7 @@ class ReindexStats:
     chunks_added: int = 0
     chunks_total: int = 0
     seconds: float = 0.0
+    stopped: bool = False  # ended early by ``MemoryIndex.stop``; the next run does the rest
 
 
 @dataclass(frozen=True)
@@ -302,6 +305,7 @@ class MemoryIndex:
         self._matrix_ids: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
         self._matrix_version = -1
         self._pool: ThreadPoolExecutor | None = None  # embeds queries, see search()
+        self._stopping = threading.Event()  # set from any thread, see stop()
         self._conn = self._connect()
 
     # --- opening and repair -------------------------------------------------------------
@@ -356,6 +360,13 @@ class MemoryIndex:
                 "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", self._settings.items()
             )
 
+    def stop(self) -> None:
+        """Make a running reindex end after the batch it is writing, and any later one at
+        once; safe to call from any thread. Nothing is left half-written: each file is still
+        committed whole or not at all, and those not reached keep the hash and mtime they
+        had (or have no row), so the next reindex in a new process picks them up."""
+        self._stopping.set()
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
@@ -386,11 +397,13 @@ class MemoryIndex:
         # The lock is taken per file, not for the whole run: a search waits at most for
         # one file's write, never for a long first index to finish.
         self._update(changed, {} if force else known, stats, progress)
+        stats.stopped = self._stopping.is_set()
         with self._lock:
-            self._conn.execute(
-                "INSERT OR REPLACE INTO meta(key, value) VALUES ('last_reindex', ?)",
-                (str(time.time()),),
-            )
+            if not stats.stopped:
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES ('last_reindex', ?)",
+                    (str(time.time()),),
+                )
             stats.chunks_total = self._count("SELECT count(*) FROM chunks")
         stats.seconds = time.perf_counter() - started
         return stats
@@ -424,7 +437,9 @@ class MemoryIndex:
         progress: Progress | None,
     ) -> None:
         """Read and chunk the changed files, and write them in batches of about
-        ``EMBED_BATCH`` chunks, so the embedder sees many texts at once."""
+        ``EMBED_BATCH`` chunks, so the embedder sees many texts at once. ``stop`` is
+        checked before each file and each batch: a stopped run drops the batch it gathered
+        (nothing of it is written yet) and leaves the rest for the next run."""
         done = 0
 
         def tick() -> None:
@@ -435,6 +450,8 @@ class MemoryIndex:
 
         batch: list[_Pending] = []
         for relative, path, st in changed:
+            if self._stopping.is_set():
+                return
             pending = self._read(relative, path, st, known.get(relative))
             if pending is None:
                 stats.files_unchanged += 1
@@ -444,7 +461,8 @@ class MemoryIndex:
             if sum(len(p.chunks) for p in batch) >= EMBED_BATCH:
                 self._write(batch, stats, tick)
                 batch = []
-        self._write(batch, stats, tick)
+        if not self._stopping.is_set():
+            self._write(batch, stats, tick)
 
     def index_file(self, relative_path: str) -> bool:
         """Index one file now (for the watcher); a path that is no longer an indexable

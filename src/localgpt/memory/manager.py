@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
@@ -44,13 +45,17 @@ class Memory:
         self._embedder: Embedder | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        self._closing = threading.Event()  # read on the writer thread, see _open
         self.ready = asyncio.Event()
 
     # --- lifetime ---------------------------------------------------------------------
 
     def _open(self) -> MemoryIndex:
         embedder = self.embedder() if self.config.memory.embedding_provider == "local" else None
-        return open_index(self.config, self.workspace, self.db_path, embedder)
+        index = open_index(self.config, self.workspace, self.db_path, embedder)
+        if self._closing.is_set():
+            index.stop()  # opened while shutting down: do no long work on it
+        return index
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -77,6 +82,9 @@ class Memory:
             await asyncio.sleep(0)  # let the watcher begin watching
         index = await self.index()
         stats = await self._run(index.reindex)
+        if stats.stopped:
+            log.info("memory reindex stopped for shutdown; the next start resumes it: %s", stats)
+            return
         log.info("memory index ready: %s", stats)
         self.ready.set()
 
@@ -102,10 +110,15 @@ class Memory:
                     log.exception("could not reindex %s", relative)
 
     async def aclose(self) -> None:
+        """Stop watching and close the index. A running reindex is told to stop first:
+        closing waits on the writer thread behind it, and a long first index would
+        otherwise hold up the exit for minutes. What it leaves undone is done next start."""
         self._stop.set()
+        self._closing.set()
         if self._watcher is not None:
             self._watcher.cancel()
         if self._index is not None:
+            self._index.stop()
             await self._run(self._index.close)
         self._executor.shutdown(wait=False)
         self._reader.shutdown(wait=False)

@@ -4,16 +4,21 @@
 friends shape the assistant; all of them are plain files the user may edit. Every path that
 comes from a model or a user is confined to the root by ``resolve``, symlinks included.
 Writes replace the file atomically, so a crash leaves the old content or the new, never half.
+Reads return at most ``READ_MAX_LINES`` lines or ``READ_MAX_BYTES`` bytes at once, and refuse
+hidden files and folders and anything that is not UTF-8 text.
 """
 
 from __future__ import annotations
 
+import codecs
 import os
 import stat
 import tempfile
 import threading
+from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 # The system-prompt context, in order; {today} and {yesterday} are ISO dates.
 WORKSPACE_FILES = (
@@ -29,6 +34,12 @@ WORKSPACE_FILES = (
 )
 TRUNCATED = "[... truncated]"
 NEW_FILE_MODE = 0o600
+# What one ``Workspace.read`` returns at most; more is cut at a line, with a note.
+READ_MAX_LINES = 2000
+READ_MAX_BYTES = 64 * 1024
+CUT_NOTE = "[... cut: "  # starts the last line of a read cut at the limits
+_COUNT_MAX_BYTES = 32 * 1024 * 1024  # larger files are not scanned for their line count
+_SNIFF_BYTES = 8192  # a NUL byte in this much of the start marks a binary file, read or not
 
 STARTERS = {
     "MEMORY.md": (
@@ -137,24 +148,42 @@ class Workspace:
     def read(
         self, relative: str, start_line: int | None = None, end_line: int | None = None
     ) -> str:
-        """The file's text, or its lines ``start_line..end_line`` (1-based, inclusive)."""
+        """The file's text, or its lines ``start_line..end_line`` (1-based, inclusive).
+
+        One call returns at most ``READ_MAX_LINES`` lines and ``READ_MAX_BYTES`` bytes of
+        the file: a longer answer is cut after a whole line (a single longer line, after
+        its first ``READ_MAX_BYTES``) and ends with a note naming the lines shown and the
+        ``start_line`` to read on from. A whole file within the limits comes back as stored
+        (``\\r\\n`` and a missing final newline kept); lines come back ``\\n``-ended.
+        Hidden files and folders (a name starting with ".") and files that are not UTF-8
+        text are refused.
+        """
         path = self.resolve(relative)
+        hidden = [*PurePosixPath(relative).parts, *path.relative_to(self.root.resolve()).parts]
+        if any(part.startswith(".") and part not in (".", "..") for part in hidden):
+            raise WorkspaceError(
+                f"{relative}: hidden files and folders (names starting with '.') cannot be read"
+            )
         if not path.is_file():
             raise WorkspaceError(f"{relative}: no such file in the workspace")
+        first = 1 if start_line is None else start_line
+        if first < 1 or (end_line is not None and end_line < first):
+            last = "" if end_line is None else end_line
+            raise WorkspaceError(f"{relative}: invalid line range {first}-{last}")
         try:
-            text = path.read_bytes().decode("utf-8", errors="replace")  # newlines as stored
+            with path.open("rb") as f:
+                head = f.read(_SNIFF_BYTES)
+                if b"\0" in head:
+                    raise WorkspaceError(_not_text(relative))
+                if start_line is None and end_line is None:
+                    whole = head + f.read(READ_MAX_BYTES + 1 - len(head))
+                    lines = whole.count(b"\n") + (whole[-1:] not in (b"", b"\n"))
+                    if len(whole) <= READ_MAX_BYTES and lines <= READ_MAX_LINES:
+                        return _decode(whole, relative)  # newlines as stored
+                f.seek(0)
+                return _read_lines(f, relative, first, end_line, os.fstat(f.fileno()).st_size)
         except OSError as exc:
             raise WorkspaceError(f"{relative}: cannot read: {exc.strerror}") from exc
-        if start_line is None and end_line is None:
-            return text
-        lines = split_lines(text)
-        first = 1 if start_line is None else start_line
-        last = len(lines) if end_line is None else end_line
-        if first < 1 or (end_line is not None and end_line < first):
-            raise WorkspaceError(f"{relative}: invalid line range {first}-{last}")
-        if first > len(lines):
-            raise WorkspaceError(f"{relative}: line {first} is past the end ({len(lines)} lines)")
-        return "\n".join(lines[first - 1 : last]) + "\n"
 
     def markdown_files(self) -> list[Path]:
         """Every ``*.md`` under the root, sorted. Hidden files and folders are skipped, and so
@@ -216,6 +245,76 @@ class Workspace:
             except OSError as exc:
                 raise WorkspaceError(f"{relative}: cannot write: {exc.strerror}") from exc
         return self.root / relative
+
+
+def _not_text(relative: str) -> str:
+    return f"{relative}: not a text file (only UTF-8 text can be read)"
+
+
+def _decode(data: bytes, relative: str, final: bool = True) -> str:
+    """Strict UTF-8 without NUL bytes (valid UTF-8, but a sure sign of a binary file)."""
+    if b"\0" in data:
+        raise WorkspaceError(_not_text(relative))
+    try:
+        return codecs.getincrementaldecoder("utf-8")().decode(data, final)
+    except UnicodeDecodeError:
+        raise WorkspaceError(_not_text(relative)) from None
+
+
+def _lines(f: BinaryIO, limit: int) -> Iterator[tuple[bytes, bool]]:
+    """The file's lines (numbered as ``split_lines`` does), each as its first ``limit``
+    bytes without the newline and whether that is all of it. Never holds more than
+    ``limit`` bytes of one line: the rest of a longer line is skipped."""
+    while line := f.readline(limit + 1):
+        if line.endswith(b"\n"):
+            yield line[:-1].removesuffix(b"\r"), True
+        elif len(line) <= limit:
+            yield line.removesuffix(b"\r"), True  # the last line, without a newline
+        else:
+            while (rest := f.readline(limit)) and not rest.endswith(b"\n"):
+                pass  # skipped first: after the yield, the file is at the next line
+            yield line[:limit], False
+
+
+def _read_lines(f: BinaryIO, relative: str, first: int, end: int | None, size: int) -> str:
+    """Lines ``first..end`` of ``f``, cut (with a note) at the limits of ``Workspace.read``."""
+    shown: list[str] = []
+    used = 0
+    number = 0
+    resume = 0  # the first line not shown although asked for, when the answer was cut
+    long_line = False
+    for number, (raw, whole) in enumerate(_lines(f, READ_MAX_BYTES), 1):
+        if number < first:
+            continue
+        if end is not None and number > end:
+            break
+        if shown and (len(shown) == READ_MAX_LINES or used + len(raw) + 1 > READ_MAX_BYTES):
+            resume = number
+            break
+        shown.append(_decode(raw, relative, final=whole))
+        used += len(raw) + 1
+        if not whole:
+            long_line = True
+            resume = number + 1
+            break
+    if not shown:
+        raise WorkspaceError(f"{relative}: line {first} is past the end ({number} lines)")
+    text = "\n".join(shown) + "\n"
+    if not resume:
+        return text
+    total = ""
+    if size <= _COUNT_MAX_BYTES:
+        lines = resume - 1 + sum(1 for _ in _lines(f, READ_MAX_BYTES))
+        total = f" of {lines}" if long_line else f" of {lines + 1}"
+    shown_to = first + len(shown) - 1
+    span = f"line {first}" if shown_to == first else f"lines {first}-{shown_to}"
+    why = (
+        f"line {shown_to} is longer than {READ_MAX_BYTES} bytes and only its start is shown"
+        if long_line
+        else f"at most {READ_MAX_LINES} lines or {READ_MAX_BYTES // 1024} KB are returned at once"
+    )
+    more = f"start_line={resume}" + (f" and end_line={end}" if end is not None else "")
+    return f"{text}{CUT_NOTE}showing {span}{total}; {why}. To read on, ask again with {more}.]\n"
 
 
 def atomic_write(path: Path, data: bytes) -> None:
