@@ -149,6 +149,13 @@ class ProviderConfig(_Section):
     """Local: context length of each sequence, in tokens."""
     parallel: int = Field(1, gt=0)
     """Local: sequences generated at once."""
+    tool_calls: Literal["auto", "grammar", "native"] = "auto"
+    """Local: how the model calls tools when it may choose (`tool_choice` auto). `native`:
+    the model writes calls in its chat template's own format and llama.cpp parses them
+    (Llama 3.x, Hermes, Mistral, ...); `grammar`: the model decides under a JSON grammar.
+    `auto`: grammar for the packaged models (measured: they write calls llama.cpp does not
+    parse), native for any other GGUF whose chat template takes tools. `required` and a
+    named function always use the grammar, which enforces them."""
 
 
 class MemoryConfig(_Section):

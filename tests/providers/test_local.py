@@ -165,6 +165,37 @@ def test_the_clients_stop_strings_do_not_cut_the_tool_decision(client: openai.Op
     assert calls and isinstance(json.loads(calls[0].function.arguments), dict)
 
 
+def test_native_tool_calls_make_one_pass_through_llama_cpps_parser(
+    servers: Callable[[str], Server],
+) -> None:
+    # With tool_calls = "native" the tools go to llama.cpp with the chat template, which
+    # parses what the model writes: one model pass. The grammar route makes two (decide,
+    # then answer), so it evaluates the prompt twice.
+    usage = {}
+    for mode in ("native", "grammar"):
+        server = servers(local_config(SMOLLM, gateway=True, extra=f'tool_calls = "{mode}"'))
+        client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0, timeout=120)
+        with client.chat.completions.stream(
+            model=SMOLLM,
+            messages=user("Say hi."),
+            tools=TOOLS,  # type: ignore[arg-type]
+            max_tokens=40,
+            stream_options={"include_usage": True},
+            temperature=0,
+        ) as stream:
+            for _ in stream:
+                pass
+            final = stream.current_completion_snapshot
+        choice = final.choices[0]
+        for call in choice.message.tool_calls or []:
+            assert isinstance(json.loads(call.function.arguments), dict)
+        assert choice.finish_reason in ("stop", "length", "tool_calls")
+        assert final.usage is not None
+        usage[mode] = final.usage.prompt_tokens
+        server.stop()
+    assert usage["native"] < usage["grammar"], usage
+
+
 def test_tool_choice_none_answers_in_text(client: openai.OpenAI) -> None:
     resp = client.chat.completions.create(
         model=SMOLLM,

@@ -142,6 +142,7 @@ class Engine:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
             raise ModelError(f"local model {name} could not be loaded from {path}: {exc}") from None
         self._executor = ThreadPoolExecutor(self.parallel, thread_name_prefix=f"llama-{name}")
+        self.template_takes_tools: bool | None = None  # learnt on the first tool request
         self._slots: asyncio.Semaphore | None = None
 
     async def run(
@@ -209,16 +210,27 @@ class Engine:
                 )
             stop.set()
 
+    async def chat_template(self) -> str:
+        """The model's jinja chat template, as llama.cpp loaded it."""
+        async with self._socket_session() as session, session.get("http://llama/props") as resp:
+            props = await resp.json()
+        template = props.get("chat_template")
+        return template if isinstance(template, str) else ""
+
+    def _socket_session(self) -> Any:
+        import aiohttp
+
+        headers = {"Authorization": f"Bearer {self._key}"}
+        return aiohttp.ClientSession(
+            connector=aiohttp.UnixConnector(path=self._socket), headers=headers
+        )
+
     async def count_tokens(self, messages: list[dict[str, Any]]) -> int:
         """The exact prompt length: the model's chat template, then its tokenizer.
 
         The runtime offers neither in-process; its private socket serves both.
         """
-        import aiohttp
-
-        headers = {"Authorization": f"Bearer {self._key}"}
-        connector = aiohttp.UnixConnector(path=self._socket)
-        async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+        async with self._socket_session() as session:
             async with session.post(
                 "http://llama/apply-template", json={"messages": messages}
             ) as resp:
@@ -421,11 +433,28 @@ class LocalProvider:
         tools = body.pop("tools", None) or request.params.get("tools")
         choice = request.params.get("tool_choice")
         if tools and choice != "none":
+            if choice in (None, "auto") and await self._native_tools(engine, request.model):
+                body["tools"] = tools
+                body["tool_choice"] = "auto"
+                if "parallel_tool_calls" in request.params:
+                    body["parallel_tool_calls"] = request.params["parallel_tool_calls"]
+                async for batch in _events(engine.run("handle_chat_completions", body), self.name):
+                    yield batch
+                return
             async for batch in self._stream_tools(engine, body, tools, choice, request):
                 yield batch
             return
         async for batch in _events(engine.run("handle_chat_completions", body), self.name):
             yield batch
+
+    async def _native_tools(self, engine: Engine, model: str) -> bool:
+        mode = self.config.tool_calls
+        if mode != "auto":
+            return mode == "native"
+        if engine.template_takes_tools is None:
+            template = await engine.chat_template()
+            engine.template_takes_tools = model not in PACKAGED and "tools" in template
+        return engine.template_takes_tools
 
     async def _stream_tools(
         self,
