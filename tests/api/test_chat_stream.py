@@ -228,6 +228,18 @@ def test_tokens_are_forwarded_as_they_arrive(gateway: Server, openai_upstream: F
 def test_n_streams_each_choice_with_its_own_finish(
     gateway: Server, openai_upstream: FakeOpenAI
 ) -> None:
-    # The fake streams one choice; the role chunk and finish belong to choice 0 only.
     chunks = stream(gateway, n=1)
     assert {c["choices"][0]["index"] for c in chunks} == {0}
+    # Two choices, interleaved by the upstream: each gets its role chunk, its text and one
+    # finish; the usage chunk comes once, after both.
+    chunks = stream(gateway, n=2, stream_options={"include_usage": True})
+    for index in (0, 1):
+        mine = [
+            c["choices"][0] for c in chunks if c["choices"] and c["choices"][0]["index"] == index
+        ]
+        assert mine[0]["delta"].get("role") == "assistant"
+        assert sum(1 for m in mine if m["delta"].get("role")) == 1
+        assert "".join(m["delta"].get("content") or "" for m in mine) == "You said: hello world"
+        assert [m["finish_reason"] for m in mine if m["finish_reason"]] == ["stop"]
+    assert [c for c in chunks if not c["choices"]] == [chunks[-1]] and chunks[-1]["usage"]
+    assert len({c["id"] for c in chunks}) == 1

@@ -78,6 +78,24 @@ def test_official_client_streams_text(client: openai.OpenAI, openai_upstream: Fa
     assert "".join(pieces) == "abc" and len([p for p in pieces if p]) == 3
 
 
+def test_a_text_stream_failing_midway_ends_in_an_error_event(
+    client: openai.OpenAI, openai_upstream: FakeOpenAI
+) -> None:
+    error = {"error": {"message": "the GPU fell over", "type": "server_error"}}
+    for script in (
+        Script(text=["one", " two"], mid_stream_error=error, delay=0.05),
+        Script(text=["one", " two", " three"], cut_after=2, delay=0.05),
+    ):
+        openai_upstream.script("fake-model", script)
+        seen = []
+        with pytest.raises(openai.APIError):
+            for chunk in client.completions.create(
+                model="openai/fake-model", prompt="count", stream=True
+            ):
+                seen.append(chunk.choices[0].text)
+        assert seen[:2] == ["one", " two"] and "".join(seen) == "one two"
+
+
 def test_chat_only_provider_is_404(
     servers: Callable[[str], Server], fake_anthropic: FakeAnthropic
 ) -> None:

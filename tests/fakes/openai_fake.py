@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from itertools import zip_longest
 from typing import Any
 
 from aiohttp import web
@@ -94,43 +95,54 @@ class FakeOpenAI(FakeServer):
             "model": model,
         }
 
-        def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        def event(delta: dict[str, Any], finish: str | None = None, index: int = 0) -> bytes:
             chunk = {
                 **base,
                 "choices": [
-                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                    {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
                 ],
             }
             return f"data: {json.dumps(chunk)}\n\n".encode()
 
-        chunks = [event({"role": "assistant", "content": ""})]
-        if script.text is not None or not script.tool_calls:
-            chunks += [event({"content": p}) for p in pieces_of(script, body["messages"])]
-        for i, call in enumerate(script.tool_calls):
-            first = call.arguments[0] if call.arguments else ""
-            chunks.append(
-                event(
-                    {
-                        "tool_calls": [
-                            {
-                                "index": i,
-                                "id": call.id or f"call_fake{i}",
-                                "type": "function",
-                                "function": {"name": call.name, "arguments": first},
-                            }
-                        ]
-                    }
+        def choice(index: int) -> list[bytes]:
+            """One choice's chunks; with n > 1 the choices' chunks interleave, as OpenAI's."""
+            out = [event({"role": "assistant", "content": ""}, None, index)]
+            if script.text is not None or not script.tool_calls:
+                out += [
+                    event({"content": p}, None, index) for p in pieces_of(script, body["messages"])
+                ]
+            for i, call in enumerate(script.tool_calls):
+                first = call.arguments[0] if call.arguments else ""
+                out.append(
+                    event(
+                        {
+                            "tool_calls": [
+                                {
+                                    "index": i,
+                                    "id": call.id or f"call_fake{i}",
+                                    "type": "function",
+                                    "function": {"name": call.name, "arguments": first},
+                                }
+                            ]
+                        },
+                        None,
+                        index,
+                    )
                 )
-            )
-            chunks += [
-                event({"tool_calls": [{"index": i, "function": {"arguments": a}}]})
-                for a in call.arguments[1:]
-            ]
+                out += [
+                    event({"tool_calls": [{"index": i, "function": {"arguments": a}}]}, None, index)
+                    for a in call.arguments[1:]
+                ]
+            if script.mid_stream_error is None:
+                reason = script.finish_reason or ("tool_calls" if script.tool_calls else "stop")
+                out.append(event({}, reason, index))
+            return out
+
+        per_choice = [choice(i) for i in range(body.get("n") or 1)]
+        chunks = [c for group in zip_longest(*per_choice) for c in group if c is not None]
         if script.mid_stream_error is not None:
             chunks.append(f"data: {json.dumps(script.mid_stream_error)}\n\n".encode())
         else:
-            reason = script.finish_reason or ("tool_calls" if script.tool_calls else "stop")
-            chunks.append(event({}, reason))
             if (body.get("stream_options") or {}).get("include_usage"):
                 usage = {
                     "prompt_tokens": script.usage[0],
@@ -212,7 +224,12 @@ class FakeOpenAI(FakeServer):
         )
         if (body.get("stream_options") or {}).get("include_usage"):
             chunks.append({**base, "choices": [], "usage": usage})
-        for chunk in chunks:
+        if script.mid_stream_error is not None:
+            chunks[len(pieces) :] = [script.mid_stream_error]
+        for i, chunk in enumerate(chunks):
+            if script.cut_after is not None and i >= script.cut_after:
+                self.cut(request)
+                return resp
             if script.delay and not await self.wait_or_disconnect(request, script.delay, model):
                 return resp
             await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
