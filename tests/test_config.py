@@ -103,8 +103,17 @@ def test_xdg_paths_follow_the_environment(tmp_path: Path, monkeypatch: pytest.Mo
     assert paths.config_file == tmp_path / "home/.config/localgpt/config.toml"
     assert paths.cache_dir == tmp_path / "home/.cache/localgpt"
     assert paths.state_dir == tmp_path / "home/.local/state/localgpt"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert Paths.from_env().cache_dir == tmp_path / "cache/localgpt"
+    assert paths.data_dir == tmp_path / "home/.local/share/localgpt"
+    assert parse_config({}).workspace == tmp_path / "home/.local/share/localgpt/workspace"
+    for var, folder in (
+        ("XDG_CACHE_HOME", "cache_dir"),
+        ("XDG_DATA_HOME", "data_dir"),
+        ("XDG_STATE_HOME", "state_dir"),
+        ("XDG_CONFIG_HOME", "config_dir"),
+    ):
+        monkeypatch.setenv(var, str(tmp_path / var))
+        assert getattr(Paths.from_env(), folder) == tmp_path / var / "localgpt", var
+    assert parse_config({}).workspace == tmp_path / "XDG_DATA_HOME/localgpt/workspace"
     monkeypatch.setenv("LOCALGPT_CONFIG", str(tmp_path / "elsewhere.toml"))
     assert default_config_path() == tmp_path / "elsewhere.toml"
     with pytest.raises(ConfigError, match="not found"):
