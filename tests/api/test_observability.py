@@ -69,7 +69,8 @@ primary = "openai/obs-primary"
 def test_native_chat_is_measured_like_v1(
     servers: Callable[[str], Server], openai_upstream: FakeOpenAI
 ) -> None:
-    server = servers(gateway_config(openai_upstream.url, gateway=False))
+    # A server of its own (a config no other test uses), so the counts are this test's.
+    server = servers(gateway_config(openai_upstream.url, gateway=False, extra="# native metrics"))
     # The upstream's first chunk is a bare role chunk, 0.6 s before any content: the
     # time to first token counts to the content.
     openai_upstream.script("fake-model", Script(text=["a", "b"], delay=0.6))
