@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -44,3 +46,34 @@ def error_of(resp: httpx.Response) -> dict[str, Any]:
 
 def user(text: str) -> list[dict[str, Any]]:
     return [{"role": "user", "content": text}]
+
+
+def write_notes(folder: Path, count: int, repeat: int) -> None:
+    """``count`` small generated notes, ``repeat`` sentences each, for indexing tests."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        (folder / f"note{i:04}.md").write_text(
+            f"# Note {i}\n\n" + f"Entry {i} about project {i % 17} and topic {i % 29}. " * repeat
+        )
+
+
+def indexed_files(home: Path) -> int:
+    """Files in the memory index of the server whose HOME is ``home`` (0 before it exists);
+    read-only, so it never takes a lock the server needs."""
+    db = home / "cache" / "localgpt" / "memory" / "index.sqlite"
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            return int(conn.execute("SELECT count(*) FROM files").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+def assert_index_consistent(home: Path) -> None:
+    """SQLite's own check passes and no chunk outlives its file's row."""
+    db = home / "cache" / "localgpt" / "memory" / "index.sqlite"
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        orphans = conn.execute(
+            "SELECT count(*) FROM chunks WHERE path NOT IN (SELECT path FROM files)"
+        ).fetchone()
+        assert orphans[0] == 0

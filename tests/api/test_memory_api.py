@@ -143,40 +143,23 @@ def test_killing_the_server_during_a_reindex_is_repaired_on_the_next_start(
     tmp_path: Path, openai_upstream: FakeOpenAI
 ) -> None:
     import signal
-    import sqlite3
 
     from tests.conftest import gateway_config, start_server
+    from tests.helpers import assert_index_consistent, indexed_files, write_notes
 
     home = tmp_path / "home"
     notes = home / "data" / "localgpt" / "workspace" / "knowledge"
-    notes.mkdir(parents=True)
-    for i in range(600):
-        (notes / f"note{i:03}.md").write_text(
-            f"# Note {i}\n\n" + f"Entry {i} about project {i % 17} and topic {i % 29}. " * 12
-        )
+    write_notes(notes, 600, repeat=12)
     (notes / "needle.md").write_text("The spare house key is under the blue flowerpot.\n")
-    db = home / "cache" / "localgpt" / "memory" / "index.sqlite"
-
-    def indexed() -> int:
-        try:
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-                return int(conn.execute("SELECT count(*) FROM files").fetchone()[0])
-        except sqlite3.Error:
-            return 0
 
     config = gateway_config(openai_upstream.url, gateway=False)
     first = start_server(config, home)
-    assert wait_for(lambda: indexed() > 20, 60)
+    assert wait_for(lambda: indexed_files(home) > 20, 60)
     first.process.send_signal(signal.SIGKILL)
     first.process.wait()
-    at_kill = indexed()
+    at_kill = indexed_files(home)
     assert 0 < at_kill < 604, at_kill  # killed part-way through
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        orphans = conn.execute(
-            "SELECT count(*) FROM chunks WHERE path NOT IN (SELECT path FROM files)"
-        ).fetchone()
-        assert orphans[0] == 0
+    assert_index_consistent(home)
     second = start_server(config, home)
     try:
 

@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import signal
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +16,7 @@ import httpx
 from tests.conftest import Server, gateway_config, start_server
 from tests.fakes import FakeCall, Script, wait_for
 from tests.fakes.openai_fake import FakeOpenAI
-from tests.helpers import sse_data, user
+from tests.helpers import assert_index_consistent, indexed_files, sse_data, user, write_notes
 
 
 def test_a_stream_is_bounded_by_the_whole_request_timeout(
@@ -167,20 +166,10 @@ def test_sigterm_during_the_first_reindex_exits_0_at_once_and_the_next_start_fin
 ) -> None:
     home = tmp_path / "home"
     workspace = home / "data" / "localgpt" / "workspace"
-    notes = workspace / "knowledge"
-    notes.mkdir(parents=True)
-    for i in range(600):  # short notes: about 8 s of indexing on 2 shared cores
-        (notes / f"note{i:04}.md").write_text(
-            f"# Note {i}\n\n" + f"Entry {i} about project {i % 17} and topic {i % 29}. " * 2
-        )
-    db = home / "cache" / "localgpt" / "memory" / "index.sqlite"
+    write_notes(workspace / "knowledge", 600, repeat=2)  # about 8 s of indexing on 2 cores
 
     def indexed() -> int:
-        try:
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-                return int(conn.execute("SELECT count(*) FROM files").fetchone()[0])
-        except sqlite3.Error:
-            return 0
+        return indexed_files(home)
 
     def poll(predicate: Callable[[], bool], timeout: float) -> bool:
         """``wait_for``, but gentle: fast polling would slow the indexing it waits on."""
@@ -203,12 +192,7 @@ def test_sigterm_during_the_first_reindex_exits_0_at_once_and_the_next_start_fin
     total = len(list(workspace.rglob("*.md")))  # the notes and the starter files
     at_exit = indexed()
     assert 0 < at_exit < total, at_exit  # stopped part-way, not finished before exiting
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        orphans = conn.execute(
-            "SELECT count(*) FROM chunks WHERE path NOT IN (SELECT path FROM files)"
-        ).fetchone()
-        assert orphans[0] == 0
+    assert_index_consistent(home)
     second = start_server(config, home)
     try:
         assert poll(lambda: indexed() == total, 120)
@@ -228,7 +212,7 @@ def test_upstream_answers_held_in_memory_are_capped(
 [server]
 max_buffered_bytes = 4000
 """,
-        ).replace("[providers.openai]", "[providers.openai]", 1)
+        )
     )
     openai_upstream.script("huge", Script(text=["x" * 20000]))
     resp = httpx.post(
