@@ -166,6 +166,13 @@ def test_stop_cancels_the_generation(page: Page, openai_upstream: FakeOpenAI) ->
     expect(page.locator("#status")).to_have_text("stopped")
     expect(page.locator("#send")).to_be_visible()
     assert wait_for(lambda: bool(openai_upstream.disconnects), 5)  # the upstream was closed
+    # As in any chat app, the question and the words shown so far stay in the session.
+    shown = page.locator(".message.assistant").last.inner_text()
+    page.reload()
+    expect(page.locator(".message.user").last).to_have_text("talk for a long time")
+    kept = page.locator(".message.assistant").last
+    expect(kept).to_contain_text("word1")
+    assert "word59" not in kept.inner_text() and len(kept.inner_text()) <= len(shown) + 20
 
 
 def test_a_provider_error_is_visible(page: Page, openai_upstream: FakeOpenAI) -> None:

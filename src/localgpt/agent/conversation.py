@@ -18,7 +18,7 @@ from localgpt.agent.agent import Agent, estimate_tokens
 from localgpt.agent.events import AgentEvent
 from localgpt.agent.sessions import Session, SessionStore
 from localgpt.agent.tools import Permissions, Toolbox
-from localgpt.providers.base import ChatRequest, ProviderError, collect
+from localgpt.providers.base import ChatRequest, ProviderError, TextDelta, collect
 from localgpt.providers.router import Route
 
 log = logging.getLogger("localgpt.agent")
@@ -103,15 +103,27 @@ class Conversations:
         )
 
         async def run() -> AsyncGenerator[Sequence[AgentEvent], None]:
-            complete = False
+            complete = stopped = False
+            shown: list[str] = []  # the reply's text as the user saw it
             try:
                 async for batch in stream:
+                    shown += (e.text for e in batch if isinstance(e, TextDelta))
                     yield batch
                 complete = True
+            except (GeneratorExit, asyncio.CancelledError):
+                stopped = True
+                raise
             finally:
                 await stream.aclose()
                 if complete:
                     await asyncio.to_thread(self.store.append, session, [user, *record])
+                elif stopped and "".join(shown).strip():
+                    # Stopped by the user: the question and what was said so far are kept,
+                    # as a chat app keeps them; the tool calls of an unfinished turn are not.
+                    reply = {"role": "assistant", "content": "".join(shown)}
+                    await asyncio.shield(
+                        asyncio.to_thread(self.store.append, session, [user, reply])
+                    )
 
         return route, run()
 

@@ -75,12 +75,8 @@ class ChatApp:
                 try:
                     next_session = self.interruptible(loop, self.handle(session, line))
                 except Interrupted:
-                    # Conversations.turn saves a turn only once its reply is complete: the
-                    # session stays as it was before the question.
-                    self.console.print(
-                        f"[yellow]{escape('[stopped]')}[/] [dim]this turn is not kept[/]",
-                        highlight=False,
-                    )
+                    # Conversations.turn keeps the question and the text said so far.
+                    self.console.print(f"[yellow]{escape('[stopped]')}[/]", highlight=False)
                     continue
                 if next_session is None:
                     return
