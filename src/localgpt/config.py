@@ -137,6 +137,11 @@ class ProviderConfig(_Section):
     top_k; "2023-06-01" brings them back on models that still take them."""
     headers: dict[str, str] = {}
     """Extra HTTP headers for every request (e.g. OpenRouter's `HTTP-Referer`)."""
+    send_max_tokens: bool | None = None
+    """OpenAI-compatible: also send a client's `max_completion_tokens` as `max_tokens`, for
+    servers that read only the older field (Ollama's /v1, llama-cpp-python). Unset: on for
+    servers on this machine or the local network (loopback, private addresses, `.local` and
+    dot-less names), off elsewhere, where OpenAI's reasoning models refuse `max_tokens`."""
     model_path: str | None = None
     """Local: any GGUF file, served as `local/<file name without .gguf>`."""
     model_sha256: str | None = None
@@ -324,6 +329,14 @@ class Config(_Section):
         if local is not None and local.model_path:
             return f"local/{local_model_name(local.model_path)}"
         return f"local/{DEFAULT_LOCAL_MODEL}"
+
+    @property
+    def default_is_implicit_local(self) -> bool:
+        """The embedded model is the default only by rule, next to configured providers:
+        worth loading on first use, not at every start."""
+        return (
+            not self.agent.default_model and "local" not in self.providers and bool(self.providers)
+        )
 
     @property
     def workspace(self) -> Path:

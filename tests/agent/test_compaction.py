@@ -3,6 +3,7 @@ longer than the window."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -71,3 +72,50 @@ def test_a_history_longer_than_the_window_still_compacts(
     # Each fits the small window (about four characters a token).
     assert sum(len(str(m.get("content"))) for m in flush["messages"]) < 2000 * 4
     assert len(summary["messages"][1]["content"]) < 2000 * 4
+
+
+def test_what_fits_is_summarised_whole_and_the_earlier_summary_is_always_kept() -> None:
+    from localgpt.agent.conversation import SUMMARY_HEADER, _fit
+
+    summary = {"role": "system", "content": f"{SUMMARY_HEADER}\nthe story so far"}
+    turns = []
+    for i in range(20):
+        turns += [
+            {"role": "user", "content": f"question {i} " + "word " * 40},
+            {"role": "assistant", "content": f"answer {i} " + "word " * 40},
+        ]
+    history = [summary, *turns]
+    assert _fit(history, 100_000) == history  # fits: nothing is lost
+    cut = _fit(history, 600)
+    assert cut[0] == summary  # the earlier summary survives any cut
+    assert cut[1]["role"] == "user" and cut[-1] == turns[-1]
+    assert 2 < len(cut) < len(history)
+    tiny = _fit(history, 10)
+    assert tiny[0] == summary and tiny[1]["content"].startswith("[earlier conversation, cut]")
+
+
+def test_a_compaction_summarises_the_whole_older_part_when_it_fits(
+    servers: Callable[[str], Server], openai_upstream: FakeOpenAI
+) -> None:
+    # Compaction starts once the history passes the limit (6,144 tokens of an 8k window):
+    # the older part is then most of the window, and still fits the summary request whole.
+    server = servers(config(openai_upstream.url, "context_window = 8192\n# whole older part"))
+    openai_upstream.rules += [
+        ("Summarise the conversation", Script(text=["SUMMARY."])),
+        ("about to be replaced by a summary", Script(text=["done"])),
+    ]
+    sid = httpx.post(f"{server.url}/api/sessions", json={}, timeout=10).json()["id"]
+    for i in range(14):
+        assert chat(server.url, sid, f"turn {i} " + "lorem ipsum " * 120).status_code == 200
+        session = httpx.get(f"{server.url}/api/sessions/{sid}", timeout=10).json()
+        if session["compactions"]:
+            break
+    assert session["compactions"] == 1
+    summary_request = next(
+        r.body
+        for r in openai_upstream.requests
+        if r.path == "/v1/chat/completions" and "Summarise" in json.dumps(r.body)
+    )
+    transcript = summary_request["messages"][1]["content"]
+    assert "[earlier conversation, cut]" not in transcript
+    assert "turn 0 " in transcript and "turn 1 " in transcript  # nothing dropped

@@ -285,3 +285,15 @@ def test_append_to_a_deleted_session_does_not_bring_it_back(
     assert "was deleted" in caplog.text
     assert list(tmp_path.iterdir()) == []
     assert SessionStore(tmp_path).get(session.id) is None
+
+
+def test_a_late_rewrite_does_not_bring_a_deleted_session_back(tmp_path: Path) -> None:
+    from localgpt.agent.sessions import SessionStore
+
+    store = SessionStore(tmp_path)
+    session = store.create()
+    store.append(session, turn("one"))
+    assert SessionStore(tmp_path).delete(session.id)
+    session.model = "late-change"  # a compaction or a model change that was already running
+    assert store.rewrite(session) is False
+    assert list(tmp_path.iterdir()) == []

@@ -174,3 +174,24 @@ def test_upstream_api_key_is_sent_not_the_clients(
 ) -> None:
     client.chat.completions.create(model="openai/fake-model", messages=user("x"))
     assert openai_upstream.requests[-1].headers["authorization"] == "Bearer sk-test-upstream"
+
+
+def test_a_tool_message_may_carry_the_functions_name(
+    gateway: Server, openai_upstream: FakeOpenAI
+) -> None:
+    # Not in the OpenAPI spec, but in OpenAI's function-calling guide, and api.openai.com
+    # accepts it: agent frameworks send it on every tool result.
+    messages = [
+        *user("weather?"),
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "w", "arguments": "{}"}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "name": "w", "content": "sunny"},
+    ]
+    resp = post_chat(gateway.url, {"model": "openai/fake-model", "messages": messages})
+    assert resp.status_code == 200, resp.text
+    assert openai_upstream.last_body()["messages"][-1]["name"] == "w"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import openai
+import pytest
 
 from tests.conftest import Server, free_port
 from tests.fakes import wait_for
@@ -131,13 +132,14 @@ def test_health_and_ready(gateway: Server) -> None:
     assert httpx.get(f"{gateway.url}/ready", timeout=10).json() == {"status": "ready"}
 
 
+@pytest.mark.parametrize("gateway", ["true", "false"])
 def test_an_unnamed_default_does_not_load_the_embedded_model_next_to_a_remote_one(
-    servers: Callable[[str], Server], openai_upstream: FakeOpenAI
+    servers: Callable[[str], Server], openai_upstream: FakeOpenAI, gateway: str
 ) -> None:
     # No default_model: the embedded model is the default by rule, but with a remote
     # provider configured it is loaded on first use, not joined and loaded at every start.
     server = servers(
-        f'[agent]\ngateway_mode = true\n[providers.openai]\napi_key = "x"\n'
+        f'[agent]\ngateway_mode = {gateway}\n[providers.openai]\napi_key = "x"\n'
         f'base_url = "{openai_upstream.url}/v1"\n'
     )
     assert wait_for(lambda: httpx.get(f"{server.url}/ready", timeout=10).status_code == 200, 30)

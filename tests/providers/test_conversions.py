@@ -7,6 +7,7 @@ import itertools
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -269,3 +270,42 @@ def test_a_streamed_decision_yields_exactly_its_calls(
     for i, (_, arguments) in enumerate(calls):
         assert json.loads(arguments) == expected[i]["arguments"]
         assert pieces[i] == arguments
+
+
+def test_a_tool_message_may_carry_the_functions_name() -> None:
+    # OpenAI's own examples send it; it repeats what tool_call_id already says.
+    messages = [
+        {"role": "user", "content": "x"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "name": "f", "content": "done"},
+    ]
+    _system, converted = anthropic.convert_messages(messages)
+    assert converted[-1]["content"][0]["tool_use_id"] == "c1"
+    assert ollama.convert_messages(messages)[-1]["tool_name"] == "f"
+
+
+@pytest.mark.parametrize(
+    ("url", "local"),
+    [
+        ("http://127.0.0.1:11434/v1", True),
+        ("http://localhost:8080/v1", True),
+        ("http://192.168.1.20:8000/v1", True),
+        ("http://ollama:11434/v1", True),
+        ("http://gpu-box.local:8000/v1", True),
+        ("http://[::1]:8000/v1", True),
+        ("https://api.openai.com/v1", False),
+        ("https://my-resource.openai.azure.com/openai", False),
+        ("https://openrouter.ai/api/v1", False),
+        ("https://8.8.8.8/v1", False),
+    ],
+)
+def test_max_tokens_is_mirrored_only_to_servers_nearby(url: str, local: bool) -> None:
+    from localgpt.providers.openai import is_local_server
+
+    assert is_local_server(url) is local

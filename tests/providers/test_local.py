@@ -227,7 +227,12 @@ def test_tool_results_continue_the_conversation(client: openai.OpenAI) -> None:
                     }
                 ],
             },
-            {"role": "tool", "tool_call_id": "call_1", "content": "Snow, -3C"},
+            {
+                "role": "tool",
+                "tool_call_id": "call_1",
+                "name": "get_weather",
+                "content": "Snow, -3C",
+            },
         ],
     )
     assert resp.choices[0].finish_reason in ("stop", "length")

@@ -215,6 +215,8 @@ class Agent:
         answered as fast as the next. No tool runs: the provider is called directly.
         """
         await self.router.warm_up()
+        if self.config.default_is_implicit_local:
+            return
         model = self.config.default_model
         try:
             route = self.router.resolve(model)
@@ -338,6 +340,12 @@ class Agent:
                         yield out
             finally:
                 await stream.aclose()
+            if turn.server and turn_number >= MAX_TURNS:
+                # Tools were withdrawn for this last call; calls written anyway are not run.
+                turn.order = [(server, i) for server, i in turn.order if not server]
+                turn.server = {}
+                if turn.reason == "tool_calls" and not turn.client:
+                    turn.reason = "stop"
             if not turn.server:
                 segment = [*added, self._assistant_message(turn)]
                 if record is not None:

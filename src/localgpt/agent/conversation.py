@@ -24,6 +24,7 @@ from localgpt.providers.router import Route
 log = logging.getLogger("localgpt.agent")
 
 KEEP_LAST = 4
+FLUSH_OVERHEAD = 1024  # tokens: the flush prompt, memory_save's definition, its reply
 SUMMARY_HEADER = "Summary of the earlier conversation:"
 FLUSH_PROMPT = (
     "The older part of this conversation is about to be replaced by a summary. Before that "
@@ -59,12 +60,6 @@ class Conversations:
     def lock(self, session_id: str) -> asyncio.Lock:
         return self._locks.setdefault(session_id, asyncio.Lock())
 
-    def forget(self, session_id: str) -> None:
-        """Drop a deleted session's lock, unless someone is waiting on it."""
-        lock = self._locks.get(session_id)
-        if lock is not None and not lock.locked():
-            del self._locks[session_id]
-
     def model_of(self, session: Session, model: str | None = None) -> str:
         return model or session.model or self.agent.config.default_model
 
@@ -75,11 +70,14 @@ class Conversations:
         counted = await self.agent.router.count_tokens(model, prepared)
         return counted if counted is not None else estimate_tokens(prepared)
 
+    def window(self, model: str) -> int:
+        return self.agent.router.context_window(model) or self.agent.config.agent.context_window
+
     def limit(self, model: str) -> int:
         """Where compaction starts: the window less room for the reply. The reserve is
         capped at a quarter of the window, so the default 8,000 (sized for 128k-token
         models) leaves a small local model's 8k window usable."""
-        window = self.agent.router.context_window(model) or self.agent.config.agent.context_window
+        window = self.window(model)
         return window - min(self.agent.config.agent.reserve_tokens, window // 4)
 
     async def needs_compaction(self, session: Session, model: str) -> bool:
@@ -139,15 +137,24 @@ class Conversations:
             return Compaction(False, before, before, tokens_before, tokens_before, 0)
         older, recent = session.messages[:split], session.messages[split:]
         # The older part can itself be longer than the window (a long paste, or a smaller
-        # model than the one the session started with): the model sees its latest part.
-        older = _fit(older, self.limit(model) // 2)
+        # model than the one the session started with): then the model sees the earlier
+        # summary and the latest part. The budget is the window less the system prompt, the
+        # flush's instructions and room for its reply.
+        system = estimate_tokens(self.agent.prepare([], restore=False))
+        older = _fit(older, self.window(model) - system - FLUSH_OVERHEAD)
         try:
             flushed = await self._flush(older, model, permissions)
         except ProviderError as exc:
             # A failed flush loses a chance to save facts, not the session: summarise anyway.
             log.warning("memory flush before compaction failed: %s", exc.message)
             flushed = 0
-        summary = await self._summarise(older, model)
+        try:
+            summary = await self._summarise(older, model)
+        except ProviderError as exc:
+            if exc.code != "context_length_exceeded":
+                raise
+            # The estimate was short of the model's own count: half as much, once more.
+            summary = await self._summarise(_fit(older, estimate_tokens(older) // 2), model)
         session.messages = [
             {"role": "system", "content": f"{SUMMARY_HEADER}\n{summary}"},
             *recent,
@@ -208,19 +215,25 @@ def _is_summary(message: dict[str, Any]) -> bool:
 
 
 def _fit(messages: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
-    """The latest messages that fit in about ``budget`` tokens, starting at a user or system
-    message so no tool result lacks its call; if not even that fits, the end of the
-    transcript as one message."""
-    start = len(messages) - 1
-    while start > 0 and estimate_tokens(messages[start - 1 :]) <= budget:
+    """The messages whole if they fit in about ``budget`` tokens; else the earlier summary
+    (if any) and the latest messages that fit, starting at a user or system message so no
+    tool result lacks its call; if not even that fits, the end as one message."""
+    if estimate_tokens(messages) <= budget:
+        return messages
+    head = messages[:1] if messages and _is_summary(messages[0]) else []
+    rest = messages[len(head) :]
+    budget -= estimate_tokens(head) if head else 0
+    start = len(rest) - 1
+    while start > 0 and estimate_tokens(rest[start - 1 :]) <= budget:
         start -= 1
-    while start < len(messages) and messages[start].get("role") not in ("user", "system"):
+    while start < len(rest) and rest[start].get("role") not in ("user", "system"):
         start += 1
-    kept = messages[start:]
+    kept = rest[start:]
     if kept and estimate_tokens(kept) <= budget:
-        return kept
-    text = "\n".join(_line(m) for m in messages)
-    return [{"role": "user", "content": "[earlier conversation, cut]\n" + text[-budget * 3 :]}]
+        return [*head, *kept]
+    text = "\n".join(_line(m) for m in rest)
+    tail = text[-max(budget, 64) * 3 :]
+    return [*head, {"role": "user", "content": "[earlier conversation, cut]\n" + tail}]
 
 
 def _line(message: dict[str, Any]) -> str:

@@ -76,7 +76,7 @@ class SessionStore:
     def create(self, model: str | None = None) -> Session:
         now = time.time()
         session = Session(uuid.uuid4().hex, now, now, model)
-        self.rewrite(session)
+        self.rewrite(session, create=True)
         return session
 
     def get(self, session_id: str) -> Session | None:
@@ -140,9 +140,13 @@ class SessionStore:
         session.updated = time.time()
         return True
 
-    def rewrite(self, session: Session) -> None:
-        """Replace the whole file atomically (temporary file, fsync, rename)."""
+    def rewrite(self, session: Session, create: bool = False) -> bool:
+        """Replace the whole file atomically (temporary file, fsync, rename). False (with a
+        warning, nothing written) when the session was deleted meanwhile, unless creating:
+        a late compaction or model change must not bring a deleted session back."""
         self._ensure_folder()
+        if not create and not self._path(session.id).exists():
+            return _gone(session)
         session.updated = time.time()
         lines = [json.dumps(session.header(), ensure_ascii=False)]
         lines += [
@@ -150,6 +154,7 @@ class SessionStore:
         ]
         atomic_write(self._path(session.id), ("\n".join(lines) + "\n").encode("utf-8"))
         self._cache[session.id] = session
+        return True
 
     def delete(self, session_id: str) -> bool:
         if self.get(session_id) is None:

@@ -26,7 +26,7 @@ from localgpt.agent.sessions import Session
 from localgpt.api.chat import permissions
 from localgpt.api.errors import APIError
 from localgpt.api.render import usage_dict
-from localgpt.api.state import AppState
+from localgpt.api.state import MODEL_KEY, AppState
 from localgpt.api.streaming import DisconnectWatch, EventStreamResponse
 from localgpt.providers.base import ProviderError, TextDelta, Usage
 
@@ -129,7 +129,6 @@ async def delete_session(request: Request, session_id: str) -> Response:
         )
     async with lock:
         await asyncio.to_thread(conversations.store.delete, session_id)
-    conversations.forget(session_id)
     return _json({"id": session_id, "deleted": True})
 
 
@@ -141,8 +140,9 @@ async def session_messages(request: Request, session_id: str) -> Response:
 @router.post("/sessions/{session_id}/compact", summary="Compact a session now")
 async def compact_session(request: Request, session_id: str) -> Response:
     conversations = _conversations(request)
-    session = _session(request, session_id)
+    _session(request, session_id)
     async with conversations.lock(session_id):
+        session = _session(request, session_id)  # still there once it is our turn
         result = await conversations.compact(session, None, permissions(request))
     return _json(result.as_dict())
 
@@ -150,8 +150,9 @@ async def compact_session(request: Request, session_id: str) -> Response:
 @router.post("/sessions/{session_id}/clear", summary="Clear a session's messages")
 async def clear_session(request: Request, session_id: str) -> Response:
     conversations = _conversations(request)
-    session = _session(request, session_id)
+    _session(request, session_id)
     async with conversations.lock(session_id):
+        session = _session(request, session_id)  # still there once it is our turn
         session.messages = []
         await asyncio.to_thread(conversations.store.rewrite, session)
     return _json({"id": session_id, "cleared": True})
@@ -160,9 +161,12 @@ async def clear_session(request: Request, session_id: str) -> Response:
 @router.post("/sessions/{session_id}/model", summary="Set a session's model")
 async def set_model(request: Request, session_id: str, body: ModelBody) -> Response:
     conversations = _conversations(request)
-    session = _session(request, session_id)
-    session.model = _model(request, body.model)
-    await asyncio.to_thread(conversations.store.rewrite, session)
+    _session(request, session_id)
+    model = _model(request, body.model)
+    async with conversations.lock(session_id):
+        session = _session(request, session_id)  # still there once it is our turn
+        session.model = model
+        await asyncio.to_thread(conversations.store.rewrite, session)
     return _json({"id": session_id, "model": session.model})
 
 
@@ -189,7 +193,8 @@ async def _turn(
     async with conversations.lock(session.id):
         if await conversations.needs_compaction(session, model):
             await conversations.compact(session, model, allowed)
-        _route, stream = await conversations.turn(session, message, model, allowed)
+        route, stream = await conversations.turn(session, message, model, allowed)
+        request.scope[MODEL_KEY] = route.id  # the model that answers, after any failover
         try:
             async for batch in stream:
                 yield batch
@@ -225,7 +230,9 @@ async def chat(request: Request, body: ChatBody) -> Response:
                     usage = event if usage is None else usage + event
     except ProviderError as exc:
         raise APIError.from_provider(exc) from None
-    _state(request).observer(model, False, request.scope)(first, usage)
+    _state(request).observer(request.scope.get(MODEL_KEY, model), False, request.scope)(
+        first, usage
+    )
     return _json(
         {
             "session_id": session.id,
@@ -292,7 +299,7 @@ async def _native_events(
         )
         yield _event("error", message=failed.message, error=failed.to_dict())
         return
-    _state(request).observer(model, True, request.scope)(first, usage)
+    _state(request).observer(request.scope.get(MODEL_KEY, model), True, request.scope)(first, usage)
     yield _event("done", session_id=session.id, usage=usage_dict(usage))
 
 

@@ -117,6 +117,7 @@ class ToolMessage(_Wire):
     role: Literal["tool"]
     content: str | list[TextPart]
     tool_call_id: str
+    name: str | None = None  # not in the spec, but in OpenAI's own examples, and accepted
 
 
 class FunctionMessage(_Wire):

@@ -388,7 +388,7 @@ def convert_messages(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str
 
     for i, message in enumerate(messages):
         role = message["role"]
-        if message.get("name") and role != "function":
+        if message.get("name") and role not in ("function", "tool"):  # on tool: redundant
             raise UnsupportedParameter(
                 f"messages[{i}].name", "Anthropic models do not take participant names."
             )

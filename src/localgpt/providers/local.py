@@ -398,7 +398,7 @@ class LocalProvider:
         if params.get("n", 1) != 1:
             raise UnsupportedParameter("n", "Local models return one choice; n must be 1.")
         for i, message in enumerate(request.messages):
-            if message.get("name"):
+            if message.get("name") and message.get("role") != "tool":  # on tool: redundant
                 raise UnsupportedParameter(
                     f"messages[{i}].name",
                     "The local model's chat template has no place for a participant name.",

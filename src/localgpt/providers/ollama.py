@@ -259,7 +259,7 @@ def convert_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     names: dict[str, str] = {}  # tool call id -> tool name, for tool results
     for i, message in enumerate(messages):
         role = message["role"]
-        if message.get("name") and role != "function":
+        if message.get("name") and role not in ("function", "tool"):  # on tool: redundant
             raise UnsupportedParameter(
                 f"messages[{i}].name", "Ollama models do not take participant names."
             )

@@ -6,9 +6,11 @@ into provider events so that every provider's stream leaves the API in the same 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -43,7 +45,8 @@ class OpenAIProvider:
         self._extra_models = config.models
         # OpenAI's own API takes max_completion_tokens; many compatible servers (Ollama's
         # /v1, llama-cpp-python) read only max_tokens and would silently run unbounded.
-        self._mirror_max_tokens = "api.openai.com" not in self.base_url
+        mirror = config.send_max_tokens
+        self._mirror_max_tokens = is_local_server(self.base_url) if mirror is None else mirror
 
     def _body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
         body = {"model": request.model, "messages": request.messages, **request.params}
@@ -138,3 +141,15 @@ class OpenAIProvider:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+
+def is_local_server(url: str) -> bool:
+    """A server on this machine or the local network, by its address or name."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith((".local", ".localhost", ".internal")):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "." not in host  # a container or LAN name: "ollama", "vllm"
+    return address.is_private or address.is_loopback or address.is_link_local

@@ -298,9 +298,24 @@ class Router:
         """A follow-up call in a turn already routed (the tool loop): the same provider and
         model, under the same capacity limit, counted in the same metrics; no failover, as
         the transcript now holds this model's tool calls."""
-        provider = self.provider(route.provider)
+        return self._holding(route, replace(request, model=route.model))
+
+    async def _holding(self, route: Route, request: ChatRequest) -> EventBatches:
+        # The slot is taken on the first iteration, inside the try that gives it back: a
+        # stream that is never iterated holds nothing.
         slots = await self._slot(route.provider)
-        return _holding(route, provider.stream(replace(request, model=route.model)), slots, self)
+        stream = self.provider(route.provider).stream(request)
+        try:
+            async for batch in stream:
+                yield batch
+        except ProviderError as exc:
+            self._failed(route, exc, False)
+            raise
+        finally:
+            try:
+                await stream.aclose()
+            finally:
+                slots.release()
 
     def context_window(self, model: str) -> int | None:
         """The context the configuration grants ``model``: [agent] context_window, or less
@@ -336,8 +351,7 @@ class Router:
         loaded when other providers are configured: it costs a gigabyte and may never serve.
         """
         config = self.config
-        implicit = not config.agent.default_model and "local" not in config.providers
-        models = [] if implicit and config.providers else [config.default_model]
+        models = [] if config.default_is_implicit_local else [config.default_model]
         for model in dict.fromkeys([*models, *config.agent.fallback_models]):
             try:
                 route = self.resolve(model)
@@ -376,22 +390,6 @@ def _exhausted(errors: list[tuple[Route, ProviderError]]) -> ProviderError:
         retry_after=last.retry_after,
     )
     return combined
-
-
-async def _holding(
-    route: Route, stream: EventBatches, slots: Slots, router: Router
-) -> EventBatches:
-    try:
-        async for batch in stream:
-            yield batch
-    except ProviderError as exc:
-        router._failed(route, exc, False)
-        raise
-    finally:
-        try:
-            await stream.aclose()
-        finally:
-            slots.release()
 
 
 async def _prepend(first: list[StreamEvent], rest: EventBatches, slots: Slots) -> EventBatches:
