@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
@@ -83,6 +84,15 @@ def _session(request: Request, session_id: str) -> Session:
     return session
 
 
+@asynccontextmanager
+async def _locked(request: Request, session_id: str) -> AsyncIterator[Session]:
+    """The session, held against turns and other changes; 404 if it is missing, also when
+    it was deleted while this request waited for it."""
+    _session(request, session_id)
+    async with _conversations(request).lock(session_id):
+        yield _session(request, session_id)
+
+
 def _model(request: Request, model: str | None) -> str | None:
     if model is not None:
         try:
@@ -139,34 +149,26 @@ async def session_messages(request: Request, session_id: str) -> Response:
 
 @router.post("/sessions/{session_id}/compact", summary="Compact a session now")
 async def compact_session(request: Request, session_id: str) -> Response:
-    conversations = _conversations(request)
-    _session(request, session_id)
-    async with conversations.lock(session_id):
-        session = _session(request, session_id)  # still there once it is our turn
-        result = await conversations.compact(session, None, permissions(request))
+    async with _locked(request, session_id) as session:
+        result = await _conversations(request).compact(session, None, permissions(request))
     return _json(result.as_dict())
 
 
 @router.post("/sessions/{session_id}/clear", summary="Clear a session's messages")
 async def clear_session(request: Request, session_id: str) -> Response:
-    conversations = _conversations(request)
-    _session(request, session_id)
-    async with conversations.lock(session_id):
-        session = _session(request, session_id)  # still there once it is our turn
+    async with _locked(request, session_id) as session:
         session.messages = []
-        await asyncio.to_thread(conversations.store.rewrite, session)
+        await asyncio.to_thread(_conversations(request).store.rewrite, session)
     return _json({"id": session_id, "cleared": True})
 
 
 @router.post("/sessions/{session_id}/model", summary="Set a session's model")
 async def set_model(request: Request, session_id: str, body: ModelBody) -> Response:
-    conversations = _conversations(request)
     _session(request, session_id)
     model = _model(request, body.model)
-    async with conversations.lock(session_id):
-        session = _session(request, session_id)  # still there once it is our turn
+    async with _locked(request, session_id) as session:
         session.model = model
-        await asyncio.to_thread(conversations.store.rewrite, session)
+        await asyncio.to_thread(_conversations(request).store.rewrite, session)
     return _json({"id": session_id, "model": session.model})
 
 
