@@ -273,14 +273,24 @@ def build_workspace(root: Path, seed: int = SEED) -> list[dict[str, str]]:
     return [{"query": case["query"], "path": case["path"]} for case in cases]
 
 
+def held_out(i: int) -> bool:
+    """Every third case and negative is held out: never used to tune weights or thresholds."""
+    return i % 3 == 2
+
+
 def evaluate(index: Any, cases: list[dict[str, str]], mode: str) -> dict[str, Any]:
-    """Recall@K and mean reciprocal rank, with each case's rank (None: not in the top K)."""
+    """Recall@K and mean reciprocal rank, with each case's rank (None: not in the top K) and
+    the score of its note's best chunk (None: not in the top K)."""
     rows = []
     started = time.perf_counter()
-    for case in cases:
-        found = [r.path for r in index.search(case["query"], limit=K, mode=mode)]
+    for i, case in enumerate(cases):
+        results = index.search(case["query"], limit=K, mode=mode)
+        found = list(dict.fromkeys(r.path for r in results))
         rank = found.index(case["path"]) + 1 if case["path"] in found else None
-        rows.append({**case, "rank": rank, "top": found[:3]})
+        score = max((r.score for r in results if r.path == case["path"]), default=None)
+        rows.append(
+            {**case, "rank": rank, "score": score, "top": found[:3], "holdout": held_out(i)}
+        )
     elapsed = time.perf_counter() - started
     ranks = [row["rank"] for row in rows]
     return {
@@ -292,11 +302,48 @@ def evaluate(index: Any, cases: list[dict[str, str]], mode: str) -> dict[str, An
     }
 
 
+def negatives(index: Any, queries: list[str]) -> list[dict[str, Any]]:
+    """The best score a search gives each question that no note answers."""
+    rows = []
+    for i, query in enumerate(queries):
+        results = index.search(query, limit=K)
+        rows.append(
+            {
+                "query": query,
+                "top_score": results[0].score if results else 0.0,
+                "top": results[0].path if results else None,
+                "holdout": held_out(i),
+            }
+        )
+    return rows
+
+
+def separation(
+    cases: list[dict[str, Any]], negs: list[dict[str, Any]], threshold: float
+) -> dict[str, Any]:
+    """At ``threshold``: the share of questions whose note is in the top 3 and scores at least
+    it, and the share of unanswerable questions with nothing at or above it; for the tuning
+    and held-out parts apart."""
+    out: dict[str, Any] = {"threshold": threshold}
+    for part, hold in (("tune", False), ("holdout", True)):
+        mine = [c for c in cases if c["holdout"] == hold]
+        kept = [c for c in mine if c["rank"] is not None and c["rank"] <= 3]
+        kept = [c for c in kept if c["score"] is not None and c["score"] >= threshold]
+        clean = [n for n in negs if n["holdout"] == hold and n["top_score"] < threshold]
+        out[part] = {
+            "kept": len(kept) / len(mine),
+            "clean": len(clean) / len([n for n in negs if n["holdout"] == hold]),
+        }
+    return out
+
+
 def run(seed: int = SEED, chunk_size: int = 240, chunk_overlap: int = 40) -> dict[str, Any]:
+    from localgpt.config import MemoryConfig
     from localgpt.memory.embedder import Embedder
     from localgpt.memory.index import MemoryIndex
     from localgpt.memory.workspace import Workspace
 
+    defaults = MemoryConfig()
     with tempfile.TemporaryDirectory(prefix="localgpt-eval-memory-") as tmp:
         home = Path(tmp)
         workspace = Workspace(home / "workspace")
@@ -317,10 +364,57 @@ def run(seed: int = SEED, chunk_size: int = 240, chunk_overlap: int = 40) -> dic
             "chunk_size": chunk_size,
             "chunk_overlap": chunk_overlap,
         }
+        data = json.loads(DATA.read_text())
         for mode in ("fts", "vector", "hybrid"):
             results[mode] = evaluate(index, cases, mode)
+        results["keyword"] = evaluate(index, data["keyword_cases"], "hybrid")
+        negs = negatives(index, data["negatives"])
+        results["negatives"] = negs
+        answerable = results["hybrid"]["cases"] + results["keyword"]["cases"]
+        results["thresholds"] = {
+            "search_min_score": separation(answerable, negs, defaults.search_min_score),
+            "recall_threshold": separation(answerable, negs, defaults.recall_threshold),
+        }
         index.close()
     return results
+
+
+# What each threshold must keep of the tuning part's answers that rank in the top 3 (their
+# note at or above it): a search the user or the model asked for loses none of them; a recall
+# before every answer may lose a tenth of them to stay quiet more often.
+TARGETS = {"search_min_score": 1.0, "recall_threshold": 0.9}
+
+
+def calibrate(seed: int = SEED) -> None:
+    """For each keyword weight, the highest thresholds that keep ``TARGETS`` of the tuning
+    part's answers; with the held-out part's figures at the same thresholds."""
+    import localgpt.memory.index as index_module
+
+    grid = [round(0.15 + 0.0125 * i, 4) for i in range(33)]
+    for weight in (0.0, 0.1, 0.25, 0.5):
+        index_module.KEYWORD_WEIGHT = weight
+        results = run(seed)
+        cases = results["hybrid"]["cases"] + results["keyword"]["cases"]
+        negs = results["negatives"]
+        sweeps = [separation(cases, negs, t) for t in grid]
+        tuning = [c for c in results["hybrid"]["cases"] if not c["holdout"]]
+        recall = sum(c["rank"] is not None for c in tuning) / len(tuning)
+        words = [c for c in results["keyword"]["cases"] if not c["holdout"]]
+        exact = sum(c["rank"] is not None for c in words) / len(words)
+        print(
+            f"keyword weight {weight}: tuning recall@{K} {recall:.2f}, by exact words {exact:.2f}",
+            flush=True,
+        )
+        attainable = separation(cases, negs, 0.0)["tune"]["kept"]
+        for name, target in TARGETS.items():
+            fits = [r for r in sweeps if r["tune"]["kept"] >= target * attainable - 1e-9]
+            best = fits[-1] if fits else sweeps[0]
+            print(
+                f"  {name} {best['threshold']}: tuning kept {best['tune']['kept']:.2f} clean "
+                f"{best['tune']['clean']:.2f} | held out kept {best['holdout']['kept']:.2f} "
+                f"clean {best['holdout']['clean']:.2f}",
+                flush=True,
+            )
 
 
 def table(results: dict[str, Any]) -> str:
@@ -336,6 +430,17 @@ def table(results: dict[str, Any]) -> str:
         lines.append(
             f"{mode:<10}{row[f'recall@{K}']:>10.2f}{row['mrr']:>8.2f}{row['ms_per_query']:>10.1f}"
         )
+    keyword = results["keyword"]
+    lines.append(
+        f"{len(keyword['cases'])} searches by a note's exact words: recall@{K} "
+        f"{keyword[f'recall@{K}']:.2f}, MRR {keyword['mrr']:.2f}"
+    )
+    for name, sep in results["thresholds"].items():
+        lines.append(
+            f"{name} {sep['threshold']}: answer kept in top 3 (tuning/held out) "
+            f"{sep['tune']['kept']:.2f}/{sep['holdout']['kept']:.2f}; unanswerable questions "
+            f"with nothing above it {sep['tune']['clean']:.2f}/{sep['holdout']['clean']:.2f}"
+        )
     misses = [c for c in results["hybrid"]["cases"] if c["rank"] is None]
     for case in misses:
         lines.append(f"hybrid miss: {case['query']!r} -> {case['path']} (got {case['top']})")
@@ -347,7 +452,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=SEED, help="seed of the generated notes")
     parser.add_argument("--chunk-size", type=int, default=240, help="in embedder tokens")
     parser.add_argument("--chunk-overlap", type=int, default=40, help="in embedder tokens")
+    parser.add_argument(
+        "--calibrate", action="store_true", help="sweep the keyword weight and thresholds"
+    )
     args = parser.parse_args()
+    if args.calibrate:
+        calibrate(args.seed)
+        return
     results = run(args.seed, args.chunk_size, args.chunk_overlap)
     print(table(results))
     WORK.mkdir(exist_ok=True)

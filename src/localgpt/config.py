@@ -178,6 +178,18 @@ class MemoryConfig(_Section):
     """Tokens shared by consecutive chunks (whole lines)."""
     temporal_decay_lambda: float = Field(0.0, ge=0)
     """Per-day decay of daily logs' search scores: `exp(-lambda * age_days)`; 0: off."""
+    search_min_score: float = Field(0.28, ge=0, le=1)
+    """Search results scoring below this are not returned (scores run from 0 to 1, the same
+    scale for every query; calibrated with `bench/eval_memory.py --calibrate`)."""
+    recall: bool = True
+    """Before each answer, search the memory with the user's words and put the best notes
+    into the model's context (off in gateway mode)."""
+    recall_threshold: float = Field(0.35, ge=0, le=1)
+    """Notes scoring below this are not recalled before an answer."""
+    recall_limit: int = Field(3, ge=1, le=20)
+    """Notes recalled before an answer, at most."""
+    recall_budget: int = Field(300, ge=16)
+    """Tokens the recalled notes may take, at most (about four characters a token)."""
 
 
 class RateLimitConfig(_Section):

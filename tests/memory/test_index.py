@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from localgpt.config import MemoryConfig
 from localgpt.memory import index as index_module
 from localgpt.memory.embedder import Embedder
 from localgpt.memory.index import (
@@ -26,6 +27,7 @@ from localgpt.memory.index import (
     MemoryIndex,
     SearchResult,
     chunk_text,
+    embedded_text,
     match_expression,
     query_terms,
 )
@@ -148,13 +150,40 @@ def test_real_chunks_fit_the_model_window(embedder: Embedder) -> None:
 
 
 def test_real_overlap_is_about_the_requested_tokens(embedder: Embedder) -> None:
-    text = "".join(f"- Task {i}: water the plants on the balcony at {i} pm.\n" for i in range(80))
+    text = "".join(f"Task {i}: water the plants on the balcony at {i} pm.\n" for i in range(80))
     chunks = chunk_text(text, embedder, size=120, overlap=40)
     assert len(chunks) > 5
     for before, after in itertools.pairwise(chunks):
         shared = range(after.start_line, before.end_line + 1)
         shared_tokens = sum(embedder.count_tokens(split_lines(text)[n - 1]) for n in shared)
         assert 20 <= shared_tokens <= 40
+
+
+def test_list_items_are_chunks_of_their_own_with_their_headings() -> None:
+    text = (
+        "# Memory\n\nLasting facts.\n\n## People\n- Wife: Ingrid\n- Brother Tobias lives in\n"
+        "  Lisbon\n\n## Health\n* allergic to penicillin\n1. first\n2) second\nafter\n"
+    )
+    chunks = chunk_text(text, WordCounter(), size=50, overlap=5)
+    assert [(c.start_line, c.end_line, c.context) for c in chunks] == [
+        (1, 5, ""),  # the prose before the first item, headings included
+        (6, 6, "Memory > People"),
+        (7, 8, "Memory > People"),  # an item goes on to its continuation line
+        (10, 10, ""),
+        (11, 11, "Memory > Health"),
+        (12, 12, "Memory > Health"),
+        (13, 14, "Memory > Health"),  # a line right after an item continues it
+    ]
+    assert chunks[2].text == "- Brother Tobias lives in\n  Lisbon"
+    assert embedded_text(chunks[1]) == "Memory > People\n- Wife: Ingrid"
+    assert embedded_text(chunks[0]) == chunks[0].text
+
+
+def test_code_fences_hold_no_items_or_headings() -> None:
+    text = "Run this:\n```sh\n# not a heading\n- not an item\n```\n- an item\n"
+    chunks = chunk_text(text, WordCounter(), size=50, overlap=0)
+    assert [(c.start_line, c.end_line) for c in chunks] == [(1, 5), (6, 6)]
+    assert chunks[1].context == ""
 
 
 def test_char_estimate_without_an_embedder() -> None:
@@ -314,8 +343,30 @@ def test_keyword_matches_rank_first_in_fts(index: MemoryIndex) -> None:
     assert results[0].score == pytest.approx(1.0)
     hybrid = index.search("staging key", limit=2)
     assert hybrid[0].path == "work.md"
-    assert hybrid[0].score == pytest.approx(1.0)  # first in both lists
-    assert len(hybrid) == 2 and hybrid[0].score > hybrid[1].score
+    assert len(hybrid) == 2 and 1.0 >= hybrid[0].score > hybrid[1].score
+
+
+def test_scores_are_absolute_and_a_threshold_drops_what_does_not_match(
+    index: MemoryIndex, ws: Workspace
+) -> None:
+    """A score means the same for every query: what matches neither the meaning nor the
+    words of a query scores low, however few chunks there are to rank. (The starter files,
+    SOUL.md, MEMORY.md and HEARTBEAT.md, came back for "dentist" when scores were ranks.)"""
+    ws.ensure()
+    index.reindex()
+    floor = MemoryConfig().search_min_score
+    assert paths(index.search("tell me a joke", min_score=floor)) == []
+    assert paths(index.search("what is kubernetes?", min_score=floor)) == []
+    found = index.search("dentist", limit=5, min_score=floor)
+    assert paths(found) == ["health.md"]
+    unfiltered = index.search("dentist", limit=5)
+    assert len(unfiltered) > 1 and all(r.score < floor for r in unfiltered[1:])
+
+
+def test_exact_words_are_found_whatever_their_meaning_scores(index: MemoryIndex) -> None:
+    floor = MemoryConfig().search_min_score
+    found = index.search("Priya", min_score=floor)  # a name: little meaning to embed
+    assert paths(found)[:1] == ["work.md"]
 
 
 @pytest.mark.parametrize(

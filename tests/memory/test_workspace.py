@@ -64,19 +64,22 @@ def test_context_order_format_and_stability(ws: Workspace) -> None:
     (root / "memory" / f"{TODAY - timedelta(days=1)}.md").write_text("# yesterday\n")
     (root / "memory" / f"{TODAY - timedelta(days=2)}.md").write_text("# too old\n")
     (root / "TOOLS.md").write_text("   \n")  # blank: left out
+    (root / "SOUL.md").write_text("Be brief.\n")
+    (root / "MEMORY.md").write_text("# Memory\n\n- Likes tea.\n")
     context = ws.context(TODAY)
+    # What changes least comes first; HEARTBEAT.md is for the heartbeat, not every chat.
     order = [
         "IDENTITY.md",
         "USER.md",
         "SOUL.md",
         "MEMORY.md",
-        f"memory/{TODAY}.md",
         f"memory/{TODAY - timedelta(days=1)}.md",
-        "HEARTBEAT.md",
+        f"memory/{TODAY}.md",
     ]
     positions = [context.index(f'<file path="{name}">\n') for name in order]
     assert positions == sorted(positions)
     assert "too old" not in context and "TOOLS.md" not in context
+    assert "HEARTBEAT.md" not in context
     assert '<file path="USER.md">\nName: Ada\n</file>' in context
     assert context.count("</file>") == len(order)
     assert ws.context(TODAY) == context
@@ -91,6 +94,14 @@ def test_context_truncates_each_file(ws: Workspace) -> None:
 
 def test_context_is_empty_without_files(tmp_path: Path) -> None:
     assert Workspace(tmp_path / "none").context(TODAY) == ""
+
+
+def test_starter_files_nobody_wrote_in_are_left_out(ws: Workspace) -> None:
+    """They say nothing the assistant's own prompt does not, and would cost every turn."""
+    ws.ensure()
+    assert ws.context(TODAY) == ""
+    (ws.root / "SOUL.md").write_text((ws.root / "SOUL.md").read_text() + "- Use metric units.\n")
+    assert '<file path="SOUL.md">' in ws.context(TODAY)
 
 
 # --- confinement ---------------------------------------------------------------------------

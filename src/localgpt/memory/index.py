@@ -40,10 +40,9 @@ from localgpt.memory.workspace import Workspace, split_lines
 
 log = logging.getLogger("localgpt.memory")
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 MODES = ("hybrid", "fts", "vector")
-FTS_WEIGHT = 0.3
-VECTOR_WEIGHT = 0.7
+KEYWORD_WEIGHT = 0.25  # see relevance()
 SNIPPET_CHARS = 500
 EMBED_BATCH = 64  # chunks gathered across files for one embed call, then committed
 MAX_QUERY_TERMS = 32
@@ -76,17 +75,20 @@ CREATE TABLE IF NOT EXISTS chunks(
     end_line INTEGER NOT NULL,
     hash TEXT NOT NULL,
     text TEXT NOT NULL,
+    context TEXT NOT NULL DEFAULT '',
     embedding BLOB
 );
 CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    text, content='chunks', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2'
+    text, context, content='chunks', content_rowid='id',
+    tokenize='porter unicode61 remove_diacritics 2'
 );
 CREATE TRIGGER IF NOT EXISTS chunks_fts_insert AFTER INSERT ON chunks BEGIN
-    INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);
+    INSERT INTO chunks_fts(rowid, text, context) VALUES (new.id, new.text, new.context);
 END;
 CREATE TRIGGER IF NOT EXISTS chunks_fts_delete AFTER DELETE ON chunks BEGIN
-    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    INSERT INTO chunks_fts(chunks_fts, rowid, text, context)
+    VALUES ('delete', old.id, old.text, old.context);
 END;
 """
 
@@ -127,6 +129,7 @@ class Chunk:
     start_line: int  # 1-based, inclusive
     end_line: int
     text: str
+    context: str = ""  # the headings above the chunk: the embedder reads them first
 
 
 class _Unit(NamedTuple):
@@ -135,30 +138,93 @@ class _Unit(NamedTuple):
     tokens: int
 
 
+HEADING = re.compile(r"^ {0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
+LIST_ITEM = re.compile(r"^ {0,3}([-*+]|\d{1,9}[.)])\s+\S")
+FENCE = re.compile(r"^ {0,3}(```|~~~)")
+CONTEXT_CHARS = 80  # of headings kept as a chunk's context
+
+
+@dataclass
+class _Segment:
+    """Lines that are chunked together: one list item, or the other lines between items."""
+
+    lines: list[tuple[int, str]]
+    context: str
+    item: bool
+
+
 def chunk_text(text: str, counter: TokenCounter, size: int, overlap: int) -> list[Chunk]:
-    """Cut ``text`` into chunks of whole lines holding at most ``size`` tokens each, each
-    repeating about ``overlap`` tokens of lines from the end of the one before. A line over
-    ``size`` is cut into pieces first, so no text is left out of every chunk."""
-    units = _units(text, counter, size)
+    """Cut markdown into chunks of whole lines, following its lists.
+
+    A list item is a chunk of its own, with the headings above it as its context: the facts
+    of MEMORY.md and the entries of a daily log are unrelated to their neighbours, and a
+    chunk averaging a dozen of them matches none (a question and its fact's line have a
+    cosine similarity near 0.7; the question and a 14-fact chunk holding that line, near
+    0.2). Other lines are packed into chunks of at most ``size`` tokens, each repeating about
+    ``overlap`` tokens of lines from the end of the one before. A line over the budget is cut
+    into pieces first, so no text is left out. (Measured with ``bench/eval_memory.py``:
+    cutting prose at headings as well, or giving it its headings as context, ranked worse.)
+    """
     chunks: list[Chunk] = []
-    start = 0
-    while start < len(units):
-        end, total = start, 0
-        while end < len(units) and (end == start or total + units[end].tokens <= size):
-            total += units[end].tokens
-            end += 1
-        chunk = _chunk(units[start:end])
-        if chunk is not None:
-            chunks.append(chunk)
-        if end == len(units):
-            break
-        start = _overlap_start(units, start, end, overlap)
+    for segment in _segments(text):
+        budget = size
+        if segment.context:
+            budget = max(size // 2, size - counter.count_tokens(segment.context) - 1)
+        units = _units(segment.lines, counter, budget)
+        start = 0
+        while start < len(units):
+            end, total = start, 0
+            while end < len(units) and (end == start or total + units[end].tokens <= budget):
+                total += units[end].tokens
+                end += 1
+            chunk = _chunk(units[start:end], segment.context)
+            if chunk is not None:
+                chunks.append(chunk)
+            if end == len(units):
+                break
+            start = _overlap_start(units, start, end, overlap)
     return chunks
 
 
-def _units(text: str, counter: TokenCounter, size: int) -> list[_Unit]:
-    units = []
+def _segments(text: str) -> list[_Segment]:
+    """The list items, and the runs of other lines between them, in order. An item goes on
+    to the next blank line, heading or item; lines inside a code fence are never items."""
+    segments: list[_Segment] = []
+    headings: list[tuple[int, str]] = []
+    current: _Segment | None = None
+    fenced = False
     for number, line in enumerate(split_lines(text), 1):
+        if FENCE.match(line):
+            fenced = not fenced
+        heading = None if fenced else HEADING.match(line)
+        if heading:
+            level = len(heading.group(1))
+            headings = [h for h in headings if h[0] < level] + [(level, heading.group(2))]
+        if not fenced and LIST_ITEM.match(line):
+            if current is not None:
+                segments.append(current)
+            context = " > ".join(title for _, title in headings)[-CONTEXT_CHARS:]
+            current = _Segment([(number, line)], context, True)
+            continue
+        if current is not None and current.item:
+            if line.strip() and not heading:
+                current.lines.append((number, line))  # the item goes on
+                continue
+            segments.append(current)
+            current = None
+        if current is None:
+            if not line.strip():
+                continue
+            current = _Segment([], "", False)
+        current.lines.append((number, line))
+    if current is not None:
+        segments.append(current)
+    return segments
+
+
+def _units(lines: list[tuple[int, str]], counter: TokenCounter, size: int) -> list[_Unit]:
+    units = []
+    for number, line in lines:
         tokens = counter.count_tokens(line)
         if tokens <= size:
             units.append(_Unit(number, line, tokens))
@@ -179,7 +245,7 @@ def _overlap_start(units: list[_Unit], start: int, end: int, overlap: int) -> in
     return first
 
 
-def _chunk(units: list[_Unit]) -> Chunk | None:
+def _chunk(units: list[_Unit], context: str = "") -> Chunk | None:
     """The chunk of ``units`` with blank lines trimmed from both ends; None if all blank."""
     filled = [i for i, unit in enumerate(units) if unit.text.strip()]
     if not filled:
@@ -187,7 +253,7 @@ def _chunk(units: list[_Unit]) -> Chunk | None:
     kept = units[filled[0] : filled[-1] + 1]
     # Pieces of one cut line are joined by a newline as well: a newline separates words for
     # the embedder's tokenizer, so the chunk's token count is exactly the sum counted above.
-    return Chunk(kept[0].line, kept[-1].line, "\n".join(unit.text for unit in kept))
+    return Chunk(kept[0].line, kept[-1].line, "\n".join(unit.text for unit in kept), context)
 
 
 # --- search helpers -------------------------------------------------------------------------
@@ -204,6 +270,42 @@ def match_expression(terms: list[str]) -> str:
     """An FTS5 MATCH expression for ``query_terms``: each quoted, joined with OR. Those
     hold only letters and digits, so no user input can be read as FTS5 syntax."""
     return " OR ".join(f'"{term}"' for term in terms)
+
+
+def _selective(counts: dict[str, int]) -> list[str]:
+    """The terms found in at most ``COMMON_TERM_CHUNKS`` chunks, or the rarest one if none
+    is. BM25 must score every chunk a term matches before it can rank, and a term that
+    common weighs little anyway (its IDF is below ln 20 at 100k chunks against about
+    ln 100000 for a rare word). ``counts`` stop at the threshold, so checking costs at most
+    that many rows per term."""
+    if not counts:
+        return []
+    kept = [term for term, n in counts.items() if n <= COMMON_TERM_CHUNKS]
+    return kept or [min(counts, key=counts.__getitem__)]
+
+
+def _idf(count: int, total: int) -> float:
+    """BM25's inverse document frequency of a term found in ``count`` of ``total`` chunks."""
+    return math.log(1 + (total - count + 0.5) / (count + 0.5))
+
+
+def relevance(similarity: float | None, coverage: float, mode: str = "hybrid") -> float:
+    """A chunk's score, from 0 to 1, the same scale for every query.
+
+    Meaning counts first: the cosine similarity of the query's and the chunk's embeddings.
+    Words add to it by ``KEYWORD_WEIGHT`` times the square of the share of the query's
+    (IDF-weighted) words the chunk holds, within what the similarity leaves: a chunk with
+    every rare word of the query scores well however its meaning is judged, a chunk sharing
+    one word of several gains little. Calibrated on ``bench/eval_memory.py``'s tuning split:
+    with the weight at 0 or 0.25 the paraphrased questions rank and separate alike, and the
+    weight lets exact names and numbers through.
+    """
+    if mode == "fts" or similarity is None:
+        return coverage
+    meaning = max(similarity, 0.0)
+    if mode == "vector":
+        return meaning
+    return meaning + (1.0 - meaning) * KEYWORD_WEIGHT * coverage * coverage
 
 
 def _snippet(text: str) -> str:
@@ -304,6 +406,8 @@ class MemoryIndex:
         self._matrix: npt.NDArray[np.float32] | None = None
         self._matrix_ids: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
         self._matrix_version = -1
+        self._total: int | None = None  # chunks, for IDF weights; see _chunk_total
+        self._total_version = -1
         self._pool: ThreadPoolExecutor | None = None  # embeds queries, see search()
         self._stopping = threading.Event()  # set from any thread, see stop()
         self._conn = self._connect()
@@ -525,7 +629,7 @@ class MemoryIndex:
         else:
             with self._lock:
                 reusable = self._stored_vectors(relative)
-        vectors = [reusable.get(_hash(chunk.text)) for chunk in chunks]
+        vectors = [reusable.get(_hash(embedded_text(chunk))) for chunk in chunks]
         return _Pending(relative, digest, st.st_mtime_ns, st.st_size, chunks, vectors)
 
     def _stored_vectors(self, relative: str) -> dict[str, bytes]:
@@ -544,19 +648,27 @@ class MemoryIndex:
         if self._embedder is not None:
             missing = [(p, i) for p in batch for i, v in enumerate(p.vectors) if v is None]
             if missing:
-                vectors = self._embedder.embed([p.chunks[i].text for p, i in missing])
+                vectors = self._embedder.embed([embedded_text(p.chunks[i]) for p, i in missing])
                 for (pending, i), vector in zip(missing, vectors, strict=True):
                     pending.vectors[i] = vector.tobytes()
         for pending in batch:
             rows = [
-                (pending.path, c.start_line, c.end_line, _hash(c.text), c.text, v)
+                (
+                    pending.path,
+                    c.start_line,
+                    c.end_line,
+                    _hash(embedded_text(c)),
+                    c.text,
+                    c.context,
+                    v,
+                )
                 for c, v in zip(pending.chunks, pending.vectors, strict=True)
             ]
             with self._lock, _transaction(self._conn):
                 self._conn.execute("DELETE FROM chunks WHERE path = ?", (pending.path,))
                 self._conn.executemany(
-                    "INSERT INTO chunks(path, start_line, end_line, hash, text, embedding) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO chunks(path, start_line, end_line, hash, text, context, "
+                    "embedding) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
                 self._conn.execute(
@@ -572,10 +684,17 @@ class MemoryIndex:
 
     # --- search -------------------------------------------------------------------------
 
-    def search(self, query: str, limit: int = 5, mode: str = "hybrid") -> list[SearchResult]:
-        """The ``limit`` chunks that best match ``query``, best first.
+    def search(
+        self, query: str, limit: int = 5, mode: str = "hybrid", min_score: float = 0.0
+    ) -> list[SearchResult]:
+        """The ``limit`` chunks that best match ``query``, best first, none scoring below
+        ``min_score``.
 
-        ``mode`` is "hybrid", "fts" or "vector"; without an embedder it is always "fts".
+        Candidates are the best ``2 * limit`` chunks by BM25 and by cosine similarity. Each is
+        then scored on one absolute scale (``relevance``), not by its rank in either list: a
+        score means the same for every query, so a threshold drops what matches neither the
+        query's meaning nor its words, however few candidates there are. ``mode`` is
+        "hybrid", "fts" or "vector"; without an embedder it is always "fts".
         """
         if mode not in MODES:
             raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
@@ -583,24 +702,34 @@ class MemoryIndex:
             mode = "fts"
         if limit < 1 or not query.strip():
             return []
-        fts_weight, vector_weight = (FTS_WEIGHT, VECTOR_WEIGHT) if mode == "hybrid" else (1.0, 1.0)
-        scores: dict[int, float] = {}
         with self._lock:
-            # The query is embedded on a helper thread while SQLite runs the FTS query here:
+            # The query is embedded on a helper thread while SQLite runs the FTS queries here:
             # both release the GIL, and neither uses more than one core.
             vector = self._helper().submit(self._embed_query, query) if mode != "fts" else None
-            if mode != "vector":
-                for rank, chunk_id in enumerate(self._fts(query, 2 * limit)):
-                    scores[chunk_id] = scores.get(chunk_id, 0.0) + fts_weight / (1 + rank)
+            terms = query_terms(query)
+            counts = self._term_counts(terms) if mode != "vector" else {}
+            candidates = self._fts(counts, 2 * limit) if mode != "vector" else []
+            similarity: dict[int, float] = {}
             if vector is not None:
-                for rank, chunk_id in enumerate(self._nearest(vector.result(), 2 * limit)):
-                    scores[chunk_id] = scores.get(chunk_id, 0.0) + vector_weight / (1 + rank)
+                similarity = self._nearest(vector.result(), 2 * limit, candidates)
+                candidates += [c for c in similarity if c not in set(candidates)]
+            coverage = self._coverage(counts, candidates) if mode != "vector" else {}
+            scores = {
+                c: relevance(similarity.get(c), coverage.get(c, 0.0), mode) for c in candidates
+            }
             results = self._results(scores)
-        results.sort(key=lambda r: (-r.score, r.path, r.start_line))
-        return results[:limit]
+        # Equal scores keep the order they were found in: BM25's, then the embedder's.
+        order = {chunk_id: i for i, chunk_id in enumerate(candidates)}
+        kept = [(chunk_id, r) for chunk_id, r in results if r.score >= min_score]
+        kept.sort(key=lambda found: (-found[1].score, order[found[0]]))
+        return [r for _, r in kept[:limit]]
 
-    def _fts(self, query: str, limit: int) -> list[int]:
-        terms = self._selective(query_terms(query))
+    def _term_counts(self, terms: list[str]) -> dict[str, int]:
+        """Each term's chunk count, counted up to ``COMMON_TERM_CHUNKS + 1``."""
+        return {term: self._count_limited(term, COMMON_TERM_CHUNKS + 1) for term in terms}
+
+    def _fts(self, counts: dict[str, int], limit: int) -> list[int]:
+        terms = _selective(counts)
         if not terms:
             return []
         rows = self._conn.execute(
@@ -609,17 +738,34 @@ class MemoryIndex:
         )
         return [row[0] for row in rows]
 
-    def _selective(self, terms: list[str]) -> list[str]:
-        """``terms`` without those found in more than ``COMMON_TERM_CHUNKS`` chunks, or the
-        rarest one if all are. BM25 must score every chunk a term matches before it can
-        rank, and a term that common weighs little in the ranking anyway (its IDF is below
-        ln 20 at 100k chunks against about ln 100000 for a rare word). Counting stops at
-        the threshold, so the check costs at most that many rows per term."""
-        if not terms:
-            return []
-        counts = {term: self._count_limited(term, COMMON_TERM_CHUNKS + 1) for term in terms}
-        kept = [term for term in terms if counts[term] <= COMMON_TERM_CHUNKS]
-        return kept or [min(terms, key=counts.__getitem__)]
+    def _coverage(self, counts: dict[str, int], candidates: list[int]) -> dict[int, float]:
+        """How much of the query each candidate contains: the IDF-weighted share of its
+        words found in the chunk (stemmed, as FTS5 matches them), from 0 to 1. A word no
+        chunk holds still counts in the whole, so a half-matched query scores a half."""
+        if not candidates or not counts:
+            return {}
+        total = self._chunk_total()
+        weights = {t: _idf(n, total) for t, n in counts.items()}
+        whole = sum(weights.values())
+        found: dict[int, float] = {}
+        marks = ",".join("?" * len(candidates))
+        for term in _selective(counts):
+            if not counts[term]:
+                continue
+            rows = self._conn.execute(
+                f"SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? AND rowid IN ({marks})",
+                (match_expression([term]), *candidates),
+            )
+            for (chunk_id,) in rows:
+                found[chunk_id] = found.get(chunk_id, 0.0) + weights[term] / whole
+        return found
+
+    def _chunk_total(self) -> int:
+        version = self._count("PRAGMA data_version")
+        if self._total_version != version or self._total is None:
+            self._total = self._count("SELECT count(*) FROM chunks")
+            self._total_version = version
+        return self._total
 
     def _count_limited(self, term: str, limit: int) -> int:
         row = self._conn.execute(
@@ -638,15 +784,27 @@ class MemoryIndex:
         vector: npt.NDArray[np.float32] = self._embedder.embed([query])[0]
         return vector
 
-    def _nearest(self, query: npt.NDArray[np.float32], limit: int) -> list[int]:
+    def _nearest(
+        self, query: npt.NDArray[np.float32], limit: int, also: list[int]
+    ) -> dict[int, float]:
+        """The ``limit`` chunks most similar to ``query``, and the chunks of ``also``: their
+        cosine similarity, best first."""
         matrix, ids = self._vectors()
         if not len(ids):
-            return []
+            return {}
         similarity = self._similarity(matrix, query)
         k = min(limit, len(ids))
         top = np.argpartition(-similarity, k - 1)[:k]
         top = top[np.argsort(-similarity[top], kind="stable")]
-        return [int(i) for i in ids[top]]
+        found = {int(ids[i]): float(similarity[i]) for i in top}
+        if also:
+            # ids are sorted (the matrix is loaded in id order): find the others' rows.
+            wanted = np.array([c for c in also if c not in found], dtype=np.int64)
+            rows = np.searchsorted(ids, wanted)
+            for chunk_id, row in zip(wanted.tolist(), rows.tolist(), strict=True):
+                if row < len(ids) and ids[row] == chunk_id:
+                    found[chunk_id] = float(similarity[row])
+        return found
 
     def _similarity(
         self, matrix: npt.NDArray[np.float32], query: npt.NDArray[np.float32]
@@ -669,7 +827,8 @@ class MemoryIndex:
         assert self._embedder is not None
         dims = self._embedder.dims
         cursor = self._conn.execute(
-            "SELECT id, embedding FROM chunks WHERE length(embedding) = ?", (dims * 4,)
+            "SELECT id, embedding FROM chunks WHERE length(embedding) = ? ORDER BY id",
+            (dims * 4,),
         )
         ids: list[npt.NDArray[np.int64]] = []
         blocks: list[npt.NDArray[np.float32]] = []
@@ -682,7 +841,7 @@ class MemoryIndex:
         self._matrix_version = version
         return self._matrix, self._matrix_ids
 
-    def _results(self, scores: dict[int, float]) -> list[SearchResult]:
+    def _results(self, scores: dict[int, float]) -> list[tuple[int, SearchResult]]:
         if not scores:
             return []
         marks = ",".join("?" * len(scores))
@@ -696,7 +855,7 @@ class MemoryIndex:
             score = scores[chunk_id]
             if self._decay:
                 score *= math.exp(-self._decay * _age_days(path, now))
-            results.append(SearchResult(path, start, end, score, _snippet(text)))
+            results.append((chunk_id, SearchResult(path, start, end, score, _snippet(text))))
         return results
 
     # --- state --------------------------------------------------------------------------
@@ -724,6 +883,11 @@ class MemoryIndex:
 
     def _count(self, sql: str) -> int:
         return int(self._conn.execute(sql).fetchone()[0])
+
+
+def embedded_text(chunk: Chunk) -> str:
+    """What the embedder reads of a chunk: its headings, then its lines."""
+    return f"{chunk.context}\n{chunk.text}" if chunk.context else chunk.text
 
 
 def _hash(text: str) -> str:

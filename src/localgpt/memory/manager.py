@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -26,6 +27,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("localgpt.memory")
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Remembered:
+    """What ``Memory.remember`` did: "add", "update" (of ``previous``) or "exists"."""
+
+    action: str
+    path: str
+    fact: str
+    previous: str | None = None
 
 
 class Memory:
@@ -125,9 +136,14 @@ class Memory:
 
     # --- operations -------------------------------------------------------------------
 
-    async def search(self, query: str, limit: int = 5) -> list[SearchResult]:
+    async def search(
+        self, query: str, limit: int = 5, min_score: float | None = None
+    ) -> list[SearchResult]:
+        """The best ``limit`` chunks scoring at least ``min_score`` ([memory]
+        search_min_score unless given)."""
         index = await self.index()
-        return await self._read(index.search, query, limit)
+        floor = self.config.memory.search_min_score if min_score is None else min_score
+        return await self._read(index.search, query, limit, "hybrid", floor)
 
     async def read(self, path: str, start: int | None = None, end: int | None = None) -> str:
         return await self._read(self.workspace.read, path, start, end)
@@ -139,6 +155,57 @@ class Memory:
         relative = path.relative_to(self.workspace.root).as_posix()
         await self._run(index.index_file, relative)
         return relative
+
+    async def remember(self, fact: str, target: str = "memory") -> Remembered:
+        """Save one fact as a list item: to today's log, or to MEMORY.md, where it replaces
+        an older fact about the same thing and is not added twice (``memory.facts``)."""
+        from localgpt.memory import facts
+
+        if target != "memory":
+            relative = await self.save(f"- {fact}", target)
+            return Remembered("add", relative, fact)
+        index = await self.index()
+        embedder = self.embedder() if self.config.memory.embedding_provider == "local" else None
+        done: list[facts.Decision] = []
+
+        def change(text: str) -> str | None:
+            lines = facts.items(text)
+            subject = facts.subject_of(fact)
+            alike = [line for line in lines if subject and facts.subject_of(line.text) == subject]
+            if embedder is not None and alike:
+                vectors = embedder.embed([fact, *(line.text for line in alike)])
+                scored = {
+                    line.number: float(vectors[0] @ vector)
+                    for line, vector in zip(alike, vectors[1:], strict=True)
+                }
+                lines = [
+                    facts.Line(line.number, line.text, scored.get(line.number)) for line in lines
+                ]
+            decision = facts.decide(fact, lines)
+            done.append(decision)
+            rows = text.split("\n")
+            if decision.action == "update" and decision.line is not None:
+                rows[decision.line.number - 1] = f"- {fact}"
+                return "\n".join(rows)
+            if decision.action == "add":
+                body = text if text.endswith("\n") or not text else text + "\n"
+                return f"{body}- {fact}\n"
+            return None
+
+        def write() -> bool:
+            changed = self.workspace.update("MEMORY.md", "# Memory\n\n", change)
+            if changed:
+                index.index_file("MEMORY.md")
+            return changed
+
+        await self._run(write)
+        decision = done[-1]
+        return Remembered(
+            decision.action,
+            "MEMORY.md",
+            fact,
+            decision.line.text if decision.line is not None else None,
+        )
 
     async def reindex(self, force: bool = False) -> ReindexStats:
         index = await self.index()

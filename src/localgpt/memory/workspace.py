@@ -15,12 +15,15 @@ import os
 import stat
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-# The system-prompt context, in order; {today} and {yesterday} are ISO dates.
+# The system-prompt context, in order; {today} and {yesterday} are ISO dates. The files that
+# change least come first, so a change leaves the longest prefix in a model's prompt cache.
+# HEARTBEAT.md is left out (upstream puts it in every prompt): it is for the heartbeat's own
+# runs, and costs every chat turn its tokens.
 WORKSPACE_FILES = (
     "IDENTITY.md",
     "USER.md",
@@ -28,9 +31,8 @@ WORKSPACE_FILES = (
     "AGENTS.md",
     "TOOLS.md",
     "MEMORY.md",
-    "memory/{today}.md",
     "memory/{yesterday}.md",
-    "HEARTBEAT.md",
+    "memory/{today}.md",
 )
 TRUNCATED = "[... truncated]"
 NEW_FILE_MODE = 0o600
@@ -118,8 +120,8 @@ class Workspace:
             except (WorkspaceError, OSError):
                 continue
             text = text.strip()
-            if not text:
-                continue
+            if not text or text == STARTERS.get(name, "").strip():
+                continue  # empty, or a starter file nobody has written in yet
             if len(text) > cap:
                 text = f"{text[:cap].rstrip()}\n{TRUNCATED}"
             blocks.append(f'<file path="{name}">\n{text}\n</file>')
@@ -245,6 +247,26 @@ class Workspace:
             except OSError as exc:
                 raise WorkspaceError(f"{relative}: cannot write: {exc.strerror}") from exc
         return self.root / relative
+
+    def update(self, relative: str, header: str, change: Callable[[str], str | None]) -> bool:
+        """Rewrite a file through ``change`` (its text, or ``header`` if it does not exist
+        yet; it returns the new text, or None to leave the file as it is), atomically and
+        under the write lock, so no other write slips between the read and the write."""
+        with self._write_lock:
+            path = self.resolve(relative)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            try:
+                old = path.read_bytes().decode("utf-8") if path.exists() else header
+            except (OSError, UnicodeDecodeError) as exc:
+                raise WorkspaceError(f"{relative}: cannot read: {exc}") from exc
+            new = change(old)
+            if new is None:
+                return False
+            try:
+                atomic_write(path, new.encode("utf-8"))
+            except OSError as exc:
+                raise WorkspaceError(f"{relative}: cannot write: {exc.strerror}") from exc
+        return True
 
 
 def _not_text(relative: str) -> str:
