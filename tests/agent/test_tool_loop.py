@@ -395,7 +395,7 @@ def test_a_tool_failing_unexpectedly_is_an_error_result_not_a_failed_request(
         Script(tool_calls=[FakeCall("memory_save", ['{"content": "a fact"}'])]),
         Script(text=["could not save"]),
     )
-    resp = client.chat.completions.create(model="m", messages=user("remember a fact"))
+    resp = client.chat.completions.create(model="m", messages=user("log a fact"))
     assert resp.choices[0].message.content == "could not save"
     result = chat_requests(openai_upstream)[-1]["messages"][-1]
     assert result["role"] == "tool" and result["content"].startswith("Error: ")

@@ -468,3 +468,29 @@ def test_refused_streams_give_their_slot_back(local: Server) -> None:
         json={"model": SMOLLM, "messages": user("Hi"), "max_tokens": 3, "stream": True},
     )
     assert resp.status_code == 200 and resp.text.endswith("data: [DONE]\n\n")
+
+
+@pytest.mark.parametrize(
+    ("start", "finished", "verdict"),
+    [
+        ('{"tool": "none"}', True, True),
+        ('  {"name": "memory_save", "arguments"', False, True),
+        ('```json\n{"name": "get_weather"', False, True),
+        ("<tool_call>\n{", False, True),
+        ('[{"tool": "a"', False, True),
+        ("{", False, None),  # too little to tell, more to come
+        ('{"', False, None),
+        ("{", True, False),  # that was all: a brace is not a call
+        ("Hello! How can I help?", False, False),
+        ('```python\nprint("hi")\n' + "x" * 40, False, False),
+        ('{"city": "Paris", "country": "France"} is the answer', False, False),
+        ("", False, None),
+        ("", True, False),
+    ],
+)
+def test_a_call_written_out_as_an_answer_is_recognised(
+    start: str, finished: bool, verdict: bool | None
+) -> None:
+    from localgpt.providers.local_tools import call_written_out
+
+    assert call_written_out(start, finished) is verdict

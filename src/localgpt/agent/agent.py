@@ -31,6 +31,7 @@ from typing import Any
 
 from localgpt.agent.events import AgentEvent, KeepAlive, ToolEnd, ToolStart, tool_message
 from localgpt.agent.prompt import system_prompt
+from localgpt.agent.recall import MemoryTurn, last_user, memory_turn
 from localgpt.agent.tools import Permissions, Toolbox, ToolError
 from localgpt.config import Config
 from localgpt.memory.manager import Memory
@@ -44,6 +45,7 @@ from localgpt.providers.base import (
     ToolCall,
     ToolCallDelta,
     collect,
+    text_of,
 )
 from localgpt.providers.router import EventBatches, Route, Router
 
@@ -175,14 +177,9 @@ class Agent:
         parts = [self._identity]
         if self.memory is not None:
             parts.append(
-                f"Your memory is a workspace of markdown files at {self.memory.workspace.root}."
+                "Your memory is a workspace of markdown notes about the user; notes that "
+                "match a message are shown before it."
             )
-            if toolbox is not None:
-                names = ", ".join(d["function"]["name"] for d in toolbox.definitions)
-                parts.append(
-                    f"Your own tools: {names}. Search your memory before saying "
-                    "you do not know something about the user."
-                )
             context = self.memory.context()
             if context:
                 parts.append("Workspace context:\n" + context)
@@ -225,11 +222,16 @@ class Agent:
         config = self.router.configured(route.provider)
         if self.gateway or config is None or config.type != "local":
             return
+        hello = [{"role": "user", "content": "Hello."}]
         toolbox = self.toolbox(Permissions(), {})
+        if toolbox is not None:  # as a first question would find it
+            toolbox = toolbox.only(
+                set(toolbox.handlers) - self._withheld(model, MemoryTurn(), hello)
+            )
         params: dict[str, Any] = {"max_tokens": 1}
-        if toolbox is not None:
+        if toolbox is not None and toolbox.definitions:
             params["tools"] = toolbox.definitions
-        messages = self.prepare([{"role": "user", "content": "Hello."}], toolbox)
+        messages = self.prepare(hello, toolbox)
         provider = self.router.provider(route.provider)
         try:
             await collect(provider.stream(ChatRequest(route.model, messages, params)))
@@ -237,21 +239,63 @@ class Agent:
             log.warning("could not warm the prompt cache: %s", exc.message)
 
     def toolbox(self, permissions: Permissions, params: dict[str, Any]) -> Toolbox | None:
-        """Server tools for this request, unless the client steers tool use itself."""
+        """Server tools for this request, unless the client steers tool use itself, or
+        wants its answer as JSON: a structured answer is for the client's schema alone, and
+        a small model offered tools besides fills the schema with tool names."""
         if self.gateway or not permissions.assistant or self.memory is None:
             return None
         if params.get("n", 1) != 1:
             return None
         if params.get("tool_choice") not in (None, "auto"):
             return None
+        if (params.get("response_format") or {}).get("type") in ("json_object", "json_schema"):
+            return None
         return Toolbox(self.config, self.memory, permissions)
 
-    def _client_view(self, exc: ProviderError, assistant: bool) -> ProviderError:
-        """Point a ``messages[i]`` parameter at the client's message, not the shifted one."""
-        added = 0 if self.gateway or not assistant else 1
+    def _withheld(self, model: str, turn: MemoryTurn, messages: list[dict[str, Any]]) -> set[str]:
+        """Server tools not offered in this turn.
+
+        The fact the user asked to remember is saved already: not memory_save. And a small
+        model whose tool calls are decided under a grammar gets only the tools the turn gives
+        a reason for: web_fetch when the user's message holds a web address. Measured on
+        Qwen2.5-Coder-1.5B, offered memory_search or memory_get it called one on nearly every
+        question (re-reading the notes the recall had just shown, or searching its notes for
+        "the capital of France" and then refusing to answer); without them, it called
+        web_fetch on made-up addresses instead. The recall and the saving of what the user
+        asks to remember do the memory tools' work for it.
+        """
+        withheld = {"memory_save"} if turn.remembered is not None else set()
+        if self.router.decides_tools_by_grammar(model):
+            withheld |= {"memory_search", "memory_get", "memory_save", "bash", "write_file"}
+            at = last_user(messages)
+            text = text_of(messages[at].get("content")) if at is not None else ""
+            if not WEB_ADDRESS.search(text):
+                withheld.add("web_fetch")
+        return withheld
+
+    async def memory_turn(
+        self, messages: list[dict[str, Any]], permissions: Permissions
+    ) -> MemoryTurn:
+        """The memory's part in this turn (see ``agent.recall``); none in gateway mode or for
+        a caller that gets a plain proxy."""
+        if self.gateway or not permissions.assistant or self.memory is None:
+            return MemoryTurn()
+        return await memory_turn(
+            self.memory, self.config.memory, messages, permissions.write_memory
+        )
+
+    def _client_view(
+        self, exc: ProviderError, assistant: bool, turn: MemoryTurn | None = None
+    ) -> ProviderError:
+        """Point a ``messages[i]`` parameter at the client's message, not the shifted one:
+        our system message comes first, and the memory's messages sit among the client's."""
         match = _MESSAGE_PARAM.match(exc.param or "")
-        if added and match:
-            exc.param = f"messages[{int(match.group(1)) - added}]{match.group(2)}"
+        if self.gateway or not assistant or not match:
+            return exc
+        index = int(match.group(1))
+        ours = [0, *(i for i in (turn.inserted if turn is not None else ()))]
+        if index not in ours:
+            exc.param = f"messages[{index - sum(i < index for i in ours)}]{match.group(2)}"
         return exc
 
     # --- the two entry points ---------------------------------------------------------
@@ -267,11 +311,13 @@ class Agent:
         toolbox = self.toolbox(permissions, params)
         if toolbox is None:
             assistant = permissions.assistant
-            request = ChatRequest(model, self.prepare(messages, assistant=assistant), params)
+            turn = await self.memory_turn(messages, permissions)
+            prepared = turn.apply(self.prepare(messages, assistant=assistant))
+            request = ChatRequest(model, prepared, params)
             try:
                 return await self.router.complete(model, request)
             except ProviderError as exc:
-                raise self._client_view(exc, assistant) from None
+                raise self._client_view(exc, assistant, turn) from None
         route, batches = await self.open_stream(model, messages, params, permissions)
         return route, await collect(batches)
 
@@ -283,12 +329,24 @@ class Agent:
         permissions: Permissions | None = None,
         record: list[dict[str, Any]] | None = None,
         toolbox: Toolbox | None = None,
+        recall: bool = True,
     ) -> tuple[Route, AgentBatches]:
         """Start a reply. With ``record``, the messages the reply adds to the history (server
-        tool turns and the final answer) are appended to it instead of being stashed."""
+        tool turns and the final answer) are appended to it instead of being stashed.
+        ``recall`` lets the memory take its part (``memory_turn``)."""
         permissions = permissions or Permissions()
-        toolbox = toolbox or self.toolbox(permissions, params)
-        prepared = self.prepare(messages, toolbox, record is None, permissions.assistant)
+        turn = await self.memory_turn(messages, permissions) if recall else MemoryTurn()
+        if toolbox is None:
+            toolbox = self.toolbox(permissions, params)
+            if toolbox is not None:
+                toolbox = toolbox.only(
+                    set(toolbox.handlers) - self._withheld(model, turn, messages)
+                )
+                if not toolbox.handlers:
+                    toolbox = None
+        prepared = turn.apply(
+            self.prepare(messages, toolbox, record is None, permissions.assistant)
+        )
         check_context(prepared, params, self.router.context_window(model))
         client_tools: list[dict[str, Any]] = params.get("tools") or []
         shadowed = {t["function"]["name"] for t in client_tools}  # the client's own win
@@ -299,7 +357,7 @@ class Agent:
                 model, ChatRequest(model, prepared, params)
             )
         except ProviderError as exc:
-            raise self._client_view(exc, permissions.assistant) from None
+            raise self._client_view(exc, permissions.assistant, turn) from None
         if toolbox is None:
             if record is None:
                 return route, stream
@@ -525,3 +583,4 @@ def _call_id() -> str:
 
 
 _MESSAGE_PARAM = re.compile(r"messages\[(\d+)\](.*)")
+WEB_ADDRESS = re.compile(r"\bhttps?://\S+|\bwww\.\S+\.\S+", re.IGNORECASE)

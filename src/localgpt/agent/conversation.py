@@ -178,6 +178,7 @@ class Conversations:
             permissions,
             record=record,
             toolbox=toolbox,
+            recall=False,
         )
         await collect(stream)
         return sum(len(m.get("tool_calls") or ()) for m in record if m["role"] == "assistant")

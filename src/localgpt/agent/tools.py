@@ -50,7 +50,8 @@ def _fn(
 
 MEMORY_SEARCH = _fn(
     "memory_search",
-    "Search the user's long-term memory (markdown notes) for relevant facts.",
+    "Search the user's own notes, only for a question about the user or their notes "
+    "that the notes already shown do not answer; never for general knowledge.",
     {
         "query": {"type": "string", "description": "What to look for, in natural language"},
         "limit": {"type": "integer", "minimum": 1, "maximum": 20},
@@ -59,7 +60,8 @@ MEMORY_SEARCH = _fn(
 )
 MEMORY_GET = _fn(
     "memory_get",
-    "Read a file of the memory workspace, or some of its lines.",
+    "Read a whole note of the memory workspace, or some of its lines, only when the user "
+    "asks for a file or a note shown is cut off.",
     {
         "path": {"type": "string", "description": "Path inside the workspace, e.g. MEMORY.md"},
         "start_line": {"type": "integer", "minimum": 1},
@@ -151,7 +153,7 @@ class Toolbox:
         limit = min(max(limit, 1), 20) if isinstance(limit, int) else 5
         results = await self.memory.search(query, limit)
         if not results:
-            return "No matching memories."
+            return "No notes match: answer from what you know, or say you do not know."
         return json.dumps(
             [
                 {

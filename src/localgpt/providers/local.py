@@ -444,8 +444,25 @@ class LocalProvider:
             async for batch in self._stream_tools(engine, body, tools, choice, request):
                 yield batch
             return
+        if tools or any(m.get("tool_calls") or m.get("role") == "tool" for m in request.messages):
+            # Tools withheld ("none", or the tool loop's last turn) from a conversation that
+            # has them: the model may still write a call as its answer.
+            async for batch in self._answer(engine, body, request):
+                yield batch
+            return
         async for batch in _events(engine.run("handle_chat_completions", body), self.name):
             yield batch
+
+    def decides_tools_by_grammar(self, model: str) -> bool:
+        """Whether this model's tool calls are decided under a grammar (see ``local_tools``):
+        a small model that, offered a tool, calls it whether or not it helps."""
+        mode = self.config.tool_calls
+        if mode != "auto":
+            return mode == "grammar"
+        engine = self._engines.get(model)
+        if model in PACKAGED or engine is None or engine.template_takes_tools is None:
+            return model in PACKAGED or model != self._configured
+        return not engine.template_takes_tools
 
     async def _native_tools(self, engine: Engine, model: str) -> bool:
         mode = self.config.tool_calls
@@ -520,9 +537,60 @@ class LocalProvider:
         if decided:
             yield [Finish("tool_calls"), usage]
             return
-        # No tool fits: answer in text. The shared prefix is still in the prompt cache.
-        async for answer in _events(engine.run("handle_chat_completions", body), self.name):
-            yield [usage + e if isinstance(e, Usage) else e for e in answer]
+        # No tool fits: answer in text. The shared prefix is still in the prompt cache. The
+        # decision's tokens are not the answer's: the client's max_tokens bounds the answer
+        # alone, and the usage counts what the answer took.
+        async for batch in self._answer(engine, body, request):
+            yield batch
+
+    async def _answer(
+        self, engine: Engine, body: dict[str, Any], request: ChatRequest
+    ) -> AsyncGenerator[list[StreamEvent], None]:
+        """The text answer after a decision of none, never a tool call written out as text.
+
+        Its start is held back while it could be one (an opening brace, bracket or backtick,
+        a few dozen characters); a reply that is one is dropped unseen and written again,
+        told to use plain words and held to them by a grammar that forbids such a start. An
+        answer in JSON the client asked for is passed as it comes.
+        """
+        wanted = (request.params.get("response_format") or {}).get("type")
+        stream = _events(engine.run("handle_chat_completions", body), self.name)
+        if wanted in ("json_object", "json_schema"):
+            async for batch in stream:
+                yield batch
+            return
+        held: list[StreamEvent] | None = []
+        text = ""
+        written_out = False
+        try:
+            async for batch in stream:
+                if held is None:
+                    yield batch
+                    continue
+                held += batch
+                text += "".join(e.text for e in batch if isinstance(e, TextDelta))
+                done = any(isinstance(e, Finish) for e in batch)
+                verdict = local_tools.call_written_out(text, done)
+                if verdict:
+                    written_out = True
+                    break
+                if verdict is False:
+                    yield held
+                    held = None
+            if held and not written_out:
+                yield held  # a short reply that ended while it still looked like a call
+        finally:
+            await stream.aclose()
+        if not written_out:
+            return
+        log.info("local model %s wrote a tool call as its answer; writing it again", engine.name)
+        plain = {
+            **body,
+            "messages": [*body["messages"], {"role": "system", "content": local_tools.PLAIN_RULE}],
+            "grammar": local_tools.PLAIN_GRAMMAR,
+        }
+        async for batch in _events(engine.run("handle_chat_completions", plain), self.name):
+            yield batch
 
 
 def _decision_events(

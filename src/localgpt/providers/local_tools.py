@@ -12,6 +12,7 @@ decision, token by token, into tool-call deltas.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,26 +56,35 @@ def decision_schema(
 
 
 def tool_listing(tools: list[dict[str, Any]]) -> str:
-    """The tools, described once near the start of the prompt.
+    """The tools, described once near the start of the prompt, as short signatures.
 
     It sits in the stable prefix (after the leading system messages), so llama.cpp's prompt
     cache holds it across requests that offer the same tools: only the new turn and the short
-    decision rule are evaluated each time.
+    decision rule are evaluated each time. It says nothing of the decision's JSON, which only
+    the decision rule describes: the answer that follows a decision reads this listing too,
+    and a model shown the JSON here writes it as its answer.
     """
-    lines = [
-        "Tools exist for this conversation; a separate step decides with JSON when to "
-        "call them. Never write tool calls in an answer. The tools:"
-    ]
+    lines = ["Tools for this conversation (a separate step decides when to call them):"]
     for tool in tools:
         fn = tool["function"]
-        params = json.dumps(fn.get("parameters") or {}, separators=(",", ":"))
-        lines.append(f"- {fn['name']}: {fn.get('description') or ''} Parameters: {params}")
-    lines.append(
-        'A decision is JSON only: {"tool": "<name>", "arguments": {...}} to call a tool, or '
-        '{"tool": "none"} if no tool is needed, none fits, or the conversation already holds '
-        "the tool results needed; a JSON list of calls to call several tools at once."
-    )
+        description = " ".join((fn.get("description") or "").split())
+        lines.append(f"- {signature(fn)}: {description}".rstrip(": "))
     return "\n".join(lines)
+
+
+def signature(fn: dict[str, Any]) -> str:
+    """``name(a: string, b?: integer)``: a tool's parameters in a few tokens. The grammar,
+    not this text, holds the model to the schema."""
+    params = fn.get("parameters") or {}
+    props = params.get("properties") or {}
+    required = set(params.get("required") or ())
+    parts = []
+    for name, spec in props.items():
+        spec = spec if isinstance(spec, dict) else {}
+        kind = "|".join(json.dumps(v) for v in spec["enum"]) if "enum" in spec else None
+        kind = kind or str(spec.get("type") or "any")
+        parts.append(f"{name}{'' if name in required else '?'}: {kind}")
+    return f"{fn['name']}({', '.join(parts)})"
 
 
 def with_listing(messages: list[dict[str, Any]], listing: str) -> list[dict[str, Any]]:
@@ -95,10 +105,15 @@ def decision_rule(choice: Any) -> str:
             f'Call the tool {name}: reply with JSON only, {{"tool": "{name}", "arguments": ...}}.'
         )
     if choice == "required":
-        return 'Call the tool that fits best: reply with JSON only, {"tool": "<name>", ...}.'
+        return (
+            'Call the tool that fits best: reply with JSON only, {"tool": "<name>", '
+            '"arguments": {...}}, or a JSON list of such calls to call several at once.'
+        )
     return (
         "Decide whether answering the last message needs one of the tools. Reply with JSON "
-        'only: {"tool": "<name>", "arguments": {...}} to call a tool, or {"tool": "none"}.'
+        'only: {"tool": "<name>", "arguments": {...}} to call a tool, a JSON list of such '
+        'calls to call several at once, or {"tool": "none"} if no tool is needed, none fits, '
+        "or the conversation already holds the tool results needed."
     )
 
 
@@ -221,3 +236,36 @@ def _string_end(text: str, start: int) -> int | None:
             return i
         i += 1
     return None
+
+
+# --- the answer after a decision -----------------------------------------------------------
+
+# The start of a reply that is a tool call written out as text (the decision's JSON, the
+# chat template's own call markup, or either in a code fence): never shown to a user.
+_CALL_START = re.compile(
+    r"\s*(?:```[a-z_]*\s*)?(?:\{\s*\"(?:tool|name|function|tool_name)\"\s*:|"
+    r"\[\s*\{\s*\"(?:tool|name|function)\"\s*:|<\s*tool_call\s*>|<\s*function)",
+    re.IGNORECASE,
+)
+_SUSPECT = ("{", "[", "<", "`")
+DECIDE_AFTER = 48  # characters of a suspect start after which it is decided
+PLAIN_RULE = (
+    "Reply to the user's last message in plain words. Do not write JSON, code for a tool, or "
+    "a tool call."
+)
+# llama.cpp's GBNF: the reply may not open with what starts a call or JSON.
+PLAIN_GRAMMAR = "root ::= [^{\\[<`\\x00-\\x20] [^\\x00]*"
+
+
+def call_written_out(text: str, finished: bool) -> bool | None:
+    """Whether a reply starting with ``text`` is a tool call written out as text: True or
+    False once it can be told, None while it cannot yet (an opening brace, bracket, angle
+    bracket or backtick, too little after it, and more to come)."""
+    start = text.lstrip()
+    if not start:
+        return None if not finished else False
+    if not start.startswith(_SUSPECT):
+        return False
+    if _CALL_START.match(text):
+        return True
+    return False if finished or len(start) >= DECIDE_AFTER else None

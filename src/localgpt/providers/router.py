@@ -330,6 +330,16 @@ class Router:
             return min(window, config.context_size)
         return window
 
+    def decides_tools_by_grammar(self, model: str) -> bool:
+        """Whether ``model`` is a small embedded one whose tool calls are decided under a
+        grammar: offered a tool, it calls it whether or not it helps."""
+        try:
+            route = self.resolve(model)
+            decides = getattr(self.provider(route.provider), "decides_tools_by_grammar", None)
+        except ProviderError:
+            return False
+        return bool(decides(route.model)) if decides is not None else False
+
     async def count_tokens(self, model: str, messages: list[dict[str, Any]]) -> int | None:
         """The prompt's length by the model's own tokenizer, where the provider has one."""
         route = self.resolve(model)
