@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import gateway_config, isolated_env
+from tests.conftest import free_port, gateway_config, isolated_env
 from tests.fakes import Script, wait_for
 from tests.fakes.openai_fake import FakeOpenAI
 
@@ -80,7 +80,10 @@ def test_ctrl_c_stops_the_reply_not_the_chat(tmp_path: Path, openai_upstream: Fa
     # Ten pieces a second apart: plenty of time to interrupt it after the first two.
     openai_upstream.rules.append((question, Script(delay=1.0)))
     config = tmp_path / "config.toml"
-    config.write_text(gateway_config(openai_upstream.url, gateway=False))
+    # A free port: no server answers there, so the chat runs in this process.
+    config.write_text(
+        gateway_config(openai_upstream.url, gateway=False) + f"[server]\nport = {free_port()}\n"
+    )
     term = Terminal(
         [sys.executable, "-m", "localgpt", "chat", "--config", str(config)],
         isolated_env(tmp_path),

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import gateway_config, isolated_env
+from tests.conftest import free_port, gateway_config, isolated_env
 from tests.fakes import Script
 from tests.fakes.openai_fake import FakeOpenAI
 
@@ -24,8 +24,9 @@ def run(home: Path, *args: str, stdin: str | None = None) -> subprocess.Complete
 
 
 def write_config(home: Path, url: str) -> Path:
+    """A config on a free port: no server answers there, so the command runs in-process."""
     path = home / "config.toml"
-    path.write_text(gateway_config(url, gateway=False))
+    path.write_text(gateway_config(url, gateway=False) + f"[server]\nport = {free_port()}\n")
     return path
 
 

@@ -26,6 +26,8 @@ from localgpt.providers.base import ProviderError
 from localgpt.providers.http import BUDGET
 
 log = logging.getLogger("localgpt.api")
+# "service" tells `localgpt ask` and `chat` that a LocalGPT server answers here.
+HEALTH = b'{"status":"ok","service":"localgpt","version":"' + __version__.encode() + b'"}'
 
 
 def create_app(config: Config) -> FastAPI:
@@ -110,7 +112,7 @@ def create_app(config: Config) -> FastAPI:
 
     @app.get("/health", summary="Liveness", response_class=Response)
     async def health() -> Response:
-        return Response(b'{"status":"ok"}', media_type="application/json")
+        return Response(HEALTH, media_type="application/json")
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

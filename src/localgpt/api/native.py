@@ -147,6 +147,22 @@ async def session_messages(request: Request, session_id: str) -> Response:
     return _json({"messages": _session(request, session_id).messages})
 
 
+@router.get("/sessions/{session_id}/context", summary="How much of its context a session uses")
+async def session_context(request: Request, session_id: str) -> Response:
+    conversations = _conversations(request)
+    session = _session(request, session_id)
+    model = conversations.model_of(session)
+    return _json(
+        {
+            "model": model,
+            "tokens": await conversations.tokens(session, model),
+            "window": conversations.window(model),
+            "limit": conversations.limit(model),
+            "messages": len(session.messages),
+        }
+    )
+
+
 @router.post("/sessions/{session_id}/compact", summary="Compact a session now")
 async def compact_session(request: Request, session_id: str) -> Response:
     async with _locked(request, session_id) as session:

@@ -173,14 +173,47 @@ def setup_logging(level: str, style: str) -> None:
     root.setLevel(level.upper())
 
 
+UrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        help="A running LocalGPT server to talk to (default: the configured address, used "
+        "when a server answers there).",
+        show_default=False,
+    ),
+]
+LocalOption = Annotated[
+    bool,
+    typer.Option("--local", help="Load the model in this process even if a server runs."),
+]
+
+
+def find_server(config: Config, url: str | None, local: bool) -> Any:
+    """The running server to use, or None to work in this process. A ``--url`` where no
+    LocalGPT server answers is an error, not a reason to load a second model."""
+    from localgpt.cli.remote import Remote, api_key, is_localgpt, server_url
+
+    if local:
+        return None
+    target = (url or server_url(config)).rstrip("/")
+    if is_localgpt(target):
+        return Remote(target, api_key(config))
+    if url:
+        raise _fail(f"no LocalGPT server answers at {url} (is `localgpt serve` running?)")
+    return None
+
+
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="What to ask; '-' reads standard input.")],
     config_path: ConfigOption = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model id or alias.")] = None,
     system: Annotated[str | None, typer.Option(help="An extra system message.")] = None,
+    url: UrlOption = None,
+    local: LocalOption = False,
 ) -> None:
-    """Ask one question and stream the answer to the terminal."""
+    """Ask one question and stream the answer to the terminal, through the running server
+    when one answers (one model in memory), else in this process."""
     config = load(config_path)
     if question == "-":
         question = sys.stdin.read()
@@ -188,18 +221,45 @@ def ask(
     if system:
         messages.append({"role": "system", "content": system})
     messages.append({"role": "user", "content": question})
-    code = asyncio.run(_ask(config, model or config.default_model, messages))
+    remote = find_server(config, url, local)
+    if remote is not None:
+        code = asyncio.run(_ask_server(remote, model or config.default_model, model, messages))
+    else:
+        code = asyncio.run(_ask(config, model or config.default_model, messages))
     raise typer.Exit(code)
+
+
+async def _ask_server(
+    remote: Any, fallback: str, model: str | None, messages: list[dict[str, Any]]
+) -> int:
+    from localgpt.providers.base import ProviderError
+
+    try:
+        chosen = model or await remote.default_model(fallback)
+        async for text in remote.ask(chosen, messages):
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        return 0
+    except ProviderError as exc:
+        raise _fail(exc.message, 1) from None
 
 
 async def _ask(config: Config, model: str, messages: list[dict[str, Any]]) -> int:
     from localgpt.agent.agent import Agent
+    from localgpt.cli.chat import load_model
+    from localgpt.cli.remote import server_url
+    from localgpt.memory.manager import Memory
     from localgpt.providers.base import ProviderError, TextDelta
     from localgpt.providers.router import Router
 
     router = Router(config)
-    agent = Agent(config, router)
+    memory = None if config.agent.gateway_mode else Memory(config)
+    agent = Agent(config, router, memory)
     try:
+        await load_model(router, model, server_url(config))
+        if memory is not None:
+            await memory.start(watch=False)
         _route, batches = await agent.open_stream(model, messages, {})
         async for batch in batches:
             for event in batch:
@@ -211,6 +271,8 @@ async def _ask(config: Config, model: str, messages: list[dict[str, Any]]) -> in
     except ProviderError as exc:
         raise _fail(exc.message, 1) from None
     finally:
+        if memory is not None:
+            await memory.aclose()
         await router.aclose()
 
 
@@ -221,15 +283,26 @@ def chat(
     session: Annotated[
         str | None, typer.Option("--session", "-s", help="Resume a session.")
     ] = None,
+    url: UrlOption = None,
+    local: LocalOption = False,
 ) -> None:
-    """Chat interactively, with memory and tools; the session is saved as you go."""
+    """Chat interactively, with memory and tools; the session is saved as you go. Through
+    the running server when one answers, else in this process."""
     from rich.console import Console
 
-    from localgpt.cli.chat import ChatApp
+    from localgpt.cli.chat import ChatApp, LocalChat, ServerChat
+    from localgpt.cli.remote import server_url
 
     config = load(config_path)
+    console = Console()
+    remote = find_server(config, url, local)
+    backend: Any
+    if remote is not None:
+        backend, where = ServerChat(remote, config.default_model), f"server {remote.url}"
+    else:
+        backend, where = LocalChat(config, console.print, server_url(config)), "this process"
     try:
-        ChatApp(config, Console(), model).run(session)
+        ChatApp(console, backend, model, where).run(session)
     except KeyboardInterrupt:
         pass
 
