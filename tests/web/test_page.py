@@ -14,6 +14,10 @@ from tests.conftest import ROOT, Server, gateway_config
 from tests.fakes import FakeCall, Script, wait_for
 from tests.fakes.openai_fake import FakeOpenAI
 
+# Each turn now searches the memory first (an embedder run and, on the first one, loading
+# it): on a busy 2-core machine the default 5 s per expectation is too tight.
+expect.set_options(timeout=15_000)
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "artifacts" / "web"
 KEY = "page-key-0123456789"
