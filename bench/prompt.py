@@ -68,30 +68,33 @@ async def prompt_parts(home: Path) -> dict[str, int]:
     agent = Agent(config, router, memory)
     route = router.resolve(MODEL)
     provider: Any = router.provider(route.provider)
-    toolbox = agent.toolbox(Permissions(), {})
-    assert toolbox is not None
-    system = agent.prepare([], toolbox)
     user = [{"role": "user", "content": "Hello."}]
-    listing = local_tools.with_listing(
-        [*system, *user], local_tools.tool_listing(toolbox.definitions)
-    )
-    rule = [*listing, {"role": "system", "content": local_tools.decision_rule(None)}]
+    toolbox = agent.toolbox(Permissions(), {})
+    withheld = getattr(agent, "_withheld", None)  # the tools this turn is not offered
+    if toolbox is not None and withheld is not None:
+        from localgpt.agent.recall import MemoryTurn
+
+        toolbox = toolbox.only(set(toolbox.handlers) - withheld(MODEL, MemoryTurn(), user))
+    system = agent.prepare([], toolbox)
     count = provider.count_tokens
-    counts = {
-        "system message": await count(route.model, system),
-        "+ tool listing": await count(route.model, listing[:-1]),
-        "+ user turn": await count(route.model, listing),
-        "+ decision rule": await count(route.model, rule),
-    }
+    parts = {"system message": await count(route.model, system)}
+    if toolbox is not None and toolbox.definitions:
+        listing = local_tools.with_listing(
+            [*system, *user], local_tools.tool_listing(toolbox.definitions)
+        )
+        rule = [*listing, {"role": "system", "content": local_tools.decision_rule(None)}]
+        answer = await count(route.model, listing)
+        parts["tool listing"] = await count(route.model, listing[:-1]) - parts["system message"]
+        parts["user turn"] = answer - parts["system message"] - parts["tool listing"]
+        parts["decision rule"] = await count(route.model, rule) - answer
+        parts["decision prompt"] = answer + parts["decision rule"]
+    else:  # no tools offered: no listing, no decision
+        answer = await count(route.model, [*system, *user])
+        parts.update({"tool listing": 0, "user turn": answer - parts["system message"]})
+        parts.update({"decision rule": 0, "decision prompt": 0})
+    parts["answer prompt"] = answer
     await memory.aclose()
     await router.aclose()
-    parts = {}
-    previous = 0
-    for name, total in counts.items():
-        parts[name] = total - previous
-        previous = total
-    parts["decision prompt"] = counts["+ decision rule"]
-    parts["answer prompt"] = counts["+ user turn"]
     return parts
 
 
