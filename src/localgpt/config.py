@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 PROVIDER_TYPES = ("openai", "anthropic", "ollama", "local")
 ProviderType = Literal["openai", "anthropic", "ollama", "local"]
 DEFAULT_LOCAL_MODEL = "qwen2.5-coder-1.5b-instruct"
+EMBEDDING_MODEL = "local/all-minilm-l6-v2"  # /v1/embeddings; not a chat model
 
 
 def local_model_name(model_path: str) -> str:
@@ -99,6 +100,14 @@ class AgentConfig(_Section):
     """The same tool call with the same arguments runs at most this often per request."""
     max_tool_errors: int = Field(3, ge=1)
     """A tool that fails this many times in a row is blocked for the rest of the request."""
+    max_tool_calls_per_turn: int = Field(8, ge=1)
+    """Server tool calls run for one model turn; the model is told the rest were not run."""
+    max_tool_calls: int = Field(32, ge=1)
+    """Server tool calls run for one request, all turns together."""
+    context_overflow: Literal["trim", "stop"] = "trim"
+    """When tool results outgrow the model's context mid-request: `trim` replaces the
+    oldest results by a note until the conversation fits (and stops if it cannot);
+    `stop` ends the reply there, with `finish_reason: "length"`."""
     gateway_mode: bool = False
     """A pure proxy: no assistant prompt, memory, tools or sessions."""
     aliases: dict[str, str] = {}
@@ -204,7 +213,7 @@ class RateLimitConfig(_Section):
     """Requests a client may make at once."""
 
 
-Scope = Literal["gateway", "assistant", "full", "admin"]
+Scope = Literal["gateway", "assistant", "full", "admin", "metrics"]
 
 
 class KeyConfig(_Section):
@@ -212,13 +221,14 @@ class KeyConfig(_Section):
 
     ``gateway``: the OpenAI-compatible API as a plain proxy (no assistant, no memory);
     ``assistant``: the assistant with read-only memory; ``full``: also memory writes and the
-    native sessions; ``admin``: also the shell and file tools, where ``[tools]`` enables them.
+    native sessions; ``admin``: also the shell and file tools, where ``[tools]`` enables them,
+    every key's sessions and /metrics; ``metrics``: /metrics (and /ready) only, for a scraper.
     """
 
     key: str = Field(min_length=8)
     """The key, sent as `Authorization: Bearer <key>`."""
     scope: Scope = "full"
-    """gateway, assistant, full or admin."""
+    """gateway, assistant, full, admin or metrics."""
     name: str | None = None
     """A name for logs and rate limits."""
 
@@ -236,13 +246,24 @@ class ServerConfig(_Section):
     """One key, or a list of keys and `{key, scope, name}` tables; a key without a scope is
     full. When set, every route but `/health`, the chat page and `/docs` needs a key."""
     cors_origins: list[str] = []
-    """Browser origins allowed besides localhost ones."""
+    """Browser origins allowed besides localhost ones (and the server's own pages); a
+    request from any other web page is refused."""
+    allowed_hosts: list[str] = []
+    """Host names the server answers to besides its IP addresses and localhost (a reverse
+    proxy's name, a LAN name); any other name in a request's Host header is refused, which
+    stops DNS rebinding. `*` allows every name."""
     max_request_body: int = Field(10 * 1024 * 1024, gt=0)
     """Bytes; larger requests get a 413 before they are read."""
     rate_limit: RateLimitConfig = RateLimitConfig()
     """See [server.rate_limit]."""
     shutdown_grace: int = Field(10, ge=0)
     """Seconds in-flight requests get to finish after SIGTERM."""
+    max_messages: int = Field(10_000, gt=0)
+    """Messages one chat request may hold; more get a 400 before any work is done."""
+    header_timeout: float = Field(10.0, gt=0)
+    """Seconds a client may take to send a request's line and headers."""
+    body_timeout: float = Field(60.0, gt=0)
+    """Seconds a client may take to send a request's body once its headers are in."""
     max_buffered_bytes: int = Field(256 * 1024 * 1024, gt=0)
     """Upstream answers held in memory at once, all requests together; past it, 503."""
 
@@ -262,6 +283,12 @@ class ToolsConfig(_Section):
     """How long a shell command may run."""
     web_fetch_max_bytes: int = Field(10_000, gt=0)
     """How much of a page web_fetch reads."""
+    memory_save_max_bytes: int = Field(8 * 1024, gt=0)
+    """Bytes one memory_save may add to a note."""
+    max_result_bytes: int = Field(32 * 1024, gt=0)
+    """Bytes of one server tool's result the model gets; more is cut, with a note."""
+    max_results_bytes: int = Field(128 * 1024, gt=0)
+    """Bytes of server tool results one request may send the model, all calls together."""
     web_fetch_allow: list[str] = []
     """`host:port` pairs web_fetch may reach although they are not public (an intranet
     wiki); everything else private is refused, redirects included."""

@@ -38,7 +38,7 @@ class Script:
     delay: float = 0.0  # before each chunk
     first_delay: float = 0.0  # before the answer starts (non-stream too)
     cut_after: int | None = None  # close the connection after this many chunks
-    usage: tuple[int, int] = (11, 7)
+    usage: tuple[int, int] | None = (11, 7)  # None: the answer carries no usage at all
     mid_stream_error: dict[str, Any] | None = None  # sent instead of the finish chunk
 
 

@@ -58,9 +58,9 @@ class FakeOllama(FakeServer):
             "created_at": "2025-05-01T10:00:00Z",
             "done": True,
             "done_reason": reason,
-            "prompt_eval_count": script.usage[0],
-            "eval_count": script.usage[1],
         }
+        if script.usage is not None:  # Ollama leaves the counts out now and then
+            final.update(prompt_eval_count=script.usage[0], eval_count=script.usage[1])
         if body.get("stream") is False:
             message: dict[str, Any] = {"role": "assistant", "content": "".join(pieces)}
             if calls:

@@ -75,11 +75,7 @@ class FakeOpenAI(FakeServer):
                 {"index": i, "message": message, "logprobs": None, "finish_reason": reason}
                 for i in range(n)
             ],
-            "usage": {
-                "prompt_tokens": script.usage[0],
-                "completion_tokens": script.usage[1],
-                "total_tokens": sum(script.usage),
-            },
+            "usage": usage_of(script),
         }
 
     async def _stream(
@@ -143,12 +139,8 @@ class FakeOpenAI(FakeServer):
         if script.mid_stream_error is not None:
             chunks.append(f"data: {json.dumps(script.mid_stream_error)}\n\n".encode())
         else:
-            if (body.get("stream_options") or {}).get("include_usage"):
-                usage = {
-                    "prompt_tokens": script.usage[0],
-                    "completion_tokens": script.usage[1],
-                    "total_tokens": sum(script.usage),
-                }
+            if (body.get("stream_options") or {}).get("include_usage") and script.usage:
+                usage = usage_of(script)
                 chunks.append(
                     f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n".encode()
                 )
@@ -190,11 +182,7 @@ class FakeOpenAI(FakeServer):
             "created": int(time.time()),
             "model": model,
         }
-        usage = {
-            "prompt_tokens": script.usage[0],
-            "completion_tokens": script.usage[1],
-            "total_tokens": sum(script.usage),
-        }
+        usage = usage_of(script)
         if not body.get("stream"):
             return web.json_response(
                 {
@@ -222,7 +210,7 @@ class FakeOpenAI(FakeServer):
                 "choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": reason}],
             }
         )
-        if (body.get("stream_options") or {}).get("include_usage"):
+        if (body.get("stream_options") or {}).get("include_usage") and usage:
             chunks.append({**base, "choices": [], "usage": usage})
         if script.mid_stream_error is not None:
             chunks[len(pieces) :] = [script.mid_stream_error]
@@ -236,3 +224,14 @@ class FakeOpenAI(FakeServer):
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
+
+
+def usage_of(script: Script) -> dict[str, int] | None:
+    if script.usage is None:
+        return None
+    prompt, completion = script.usage
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }

@@ -278,7 +278,7 @@ def test_disconnect_stops_generation(local: Server) -> None:
     ).encode()
     sock = socket.create_connection((host, int(port)))
     sock.sendall(
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
         b"application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
     )
     received = b""

@@ -250,7 +250,7 @@ def raw_request(server: Server, head: bytes, body: bytes = b"") -> bytes:
 def test_an_oversized_body_is_refused_before_it_is_read(server: Server) -> None:
     started = time.monotonic()
     head = (
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
         b"\r\nAuthorization: Bearer " + FULL.encode() + b"\r\nContent-Length: 50000000\r\n\r\n"
     )
     answer = raw_request(server, head, b'{"model": "x"')  # 50 MB announced, 13 bytes sent

@@ -53,6 +53,7 @@ log = logging.getLogger("localgpt.agent")
 AgentBatches = AsyncGenerator[Sequence[AgentEvent], None]
 MAX_TURNS = 8
 KEEPALIVE_SECONDS = 5.0
+TRIMMED = "[Removed: this result no longer fits the model's context.]"
 
 
 class ToolStash:
@@ -75,8 +76,11 @@ class ToolStash:
             return None
         return found[1]
 
-    def restore(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Replace each assistant message the stash knows with the full turn(s) it stood for."""
+    def restore(
+        self, messages: list[dict[str, Any]], caller: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Replace each assistant message the stash knows, for this caller, with the full
+        turn(s) it stood for."""
         if not self._items:
             return messages
         out: list[dict[str, Any]] = []
@@ -86,21 +90,25 @@ class ToolStash:
             if message.get("role") == "user":
                 asked = message.get("content")
             elif message.get("role") == "assistant":
-                calls = message.get("tool_calls") or ()
-                segment = (
-                    self.get(calls[0]["id"])
-                    if calls
-                    else self.get(text_key(message.get("content"), asked))
-                )
+                segment = self.get(stash_key(caller, asked, message))
             out.extend(segment if segment is not None else [message])
         return out
 
 
-def text_key(content: Any, asked: Any) -> str:
-    """A text answer's key: the answer with the question before it, so the same words
-    said in two conversations ("Done.") do not put one's tool turns into the other."""
-    text = json.dumps([asked, content if isinstance(content, str) else json.dumps(content)])
-    return "text:" + hashlib.sha256(text.encode()).hexdigest()
+def stash_key(caller: str | None, asked: Any, message: dict[str, Any]) -> str:
+    """Where the server turns behind an assistant message are kept: its first tool call's
+    id, or its text, with the question it answered and the caller who asked. A call id is
+    the client's to choose (it reused ``call_1`` in another key's request), and the same
+    words end many conversations ("Done."): neither alone may put one caller's or one
+    conversation's tool results into another's."""
+    calls = message.get("tool_calls") or ()
+    anchor = f"call:{calls[0]['id']}" if calls else f"text:{_plain_text(message.get('content'))}"
+    text = json.dumps([caller or "", _plain_text(asked), anchor])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _plain_text(content: Any) -> str:
+    return content if isinstance(content, str) else json.dumps(content)
 
 
 def last_question(messages: list[dict[str, Any]]) -> Any:
@@ -161,6 +169,62 @@ class Turn:
         )
 
 
+@dataclass
+class ToolBudget:
+    """What server tools may do in one request: calls per model turn and in all, bytes of
+    one result and of all of them. A request that asked for 800 fetches, or read a file 50
+    times a turn, met no limit before these."""
+
+    per_turn: int
+    per_request: int
+    result_bytes: int
+    total_bytes: int
+    calls: int = 0
+    sent: int = 0  # bytes of results given to the model so far
+
+    @classmethod
+    def of(cls, config: Config) -> ToolBudget:
+        agent, tools = config.agent, config.tools
+        return cls(
+            agent.max_tool_calls_per_turn,
+            agent.max_tool_calls,
+            tools.max_result_bytes,
+            tools.max_results_bytes,
+        )
+
+    def admit(self, calls: list[ToolCall]) -> tuple[list[ToolCall], list[ToolEnd]]:
+        """The calls to run, and answers for those that will not run."""
+        run: list[ToolCall] = []
+        refused: list[ToolEnd] = []
+        for i, call in enumerate(calls):
+            if i >= self.per_turn:
+                why = f"at most {self.per_turn} tool calls are run per turn; make fewer at once"
+            elif self.calls >= self.per_request:
+                why = f"this request has made its {self.per_request} tool calls; answer now"
+            else:
+                self.calls += 1
+                run.append(call)
+                continue
+            refused.append(ToolEnd(call.id, call.name, f"Not run: {why}.", True))
+        return run, refused
+
+    def clip(self, output: str) -> str:
+        """The result within the per-result and per-request byte limits, with a note."""
+        data = output.encode()
+        room = min(self.result_bytes, self.total_bytes - self.sent)
+        if room <= 0:
+            return (
+                "[Not shown: this request's tool results reached their limit of "
+                f"{self.total_bytes} bytes.]"
+            )
+        if len(data) <= room:
+            self.sent += len(data)
+            return output
+        kept = data[:room].decode(errors="ignore")
+        self.sent += room
+        return f"{kept}\n[... cut: {len(data) - room} more bytes not shown]"
+
+
 class Agent:
     def __init__(self, config: Config, router: Router, memory: Memory | None = None) -> None:
         self.config = config
@@ -191,6 +255,7 @@ class Agent:
         toolbox: Toolbox | None = None,
         restore: bool = True,
         assistant: bool = True,
+        caller: str | None = None,
     ) -> list[dict[str, Any]]:
         """The messages a provider sees: ours first, then the client's, system included.
 
@@ -200,7 +265,7 @@ class Agent:
         """
         if self.gateway or not assistant:
             return messages
-        history = self.stash.restore(messages) if restore else messages
+        history = self.stash.restore(messages, caller) if restore else messages
         return [self.system_message(toolbox), *history]
 
     async def warm_up(self) -> None:
@@ -312,7 +377,9 @@ class Agent:
         if toolbox is None:
             assistant = permissions.assistant
             turn = await self.memory_turn(messages, permissions)
-            prepared = turn.apply(self.prepare(messages, assistant=assistant))
+            prepared = turn.apply(
+                self.prepare(messages, assistant=assistant, caller=permissions.caller)
+            )
             request = ChatRequest(model, prepared, params)
             try:
                 return await self.router.complete(model, request)
@@ -345,7 +412,9 @@ class Agent:
                 if not toolbox.handlers:
                     toolbox = None
         prepared = turn.apply(
-            self.prepare(messages, toolbox, record is None, permissions.assistant)
+            self.prepare(
+                messages, toolbox, record is None, permissions.assistant, permissions.caller
+            )
         )
         check_context(prepared, params, self.router.context_window(model))
         client_tools: list[dict[str, Any]] = params.get("tools") or []
@@ -363,7 +432,9 @@ class Agent:
                 return route, stream
             return route, _recorded(stream, record)
         server_tools = set(toolbox.handlers) - shadowed
-        return route, self._loop(route, stream, prepared, params, toolbox, server_tools, record)
+        return route, self._loop(
+            route, stream, prepared, params, toolbox, server_tools, record, permissions.caller
+        )
 
     async def open_text_stream(
         self, model: str, prompt: str | list[Any], params: dict[str, Any]
@@ -383,10 +454,13 @@ class Agent:
         toolbox: Toolbox,
         server_tools: set[str],
         record: list[dict[str, Any]] | None,
+        caller: str | None,
     ) -> AgentBatches:
         added: list[dict[str, Any]] = []  # what the server added to the client's history
         repeats: dict[tuple[str, str], int] = {}
         errors: dict[str, int] = {}
+        budget = ToolBudget.of(self.config)
+        window = self.router.context_window(route.id)
         for turn_number in range(MAX_TURNS + 1):
             turn = Turn()
             try:
@@ -409,24 +483,27 @@ class Agent:
                 if record is not None:
                     record += segment
                 elif added:  # server tools ran: the client's history will lack them
-                    self._stash(turn, segment, last_question(transcript))
+                    self._stash(turn, segment, last_question(transcript), caller)
                 yield [Finish("tool_calls" if turn.client else turn.reason)]
                 return
             assistant = self._assistant_message(turn)
-            results: list[dict[str, Any]] = []
             calls = list(turn.server.values())
+            run, refused = budget.admit(calls)
             starts: list[AgentEvent] = [ToolStart(c.id, c.name, c.arguments) for c in calls]
-            yield [*starts, KeepAlive()]
-            async for done in self._run_tools(toolbox, calls, repeats, errors):
+            yield [*starts, KeepAlive(), *refused]
+            outputs = {done.id: done.output for done in refused}
+            async for done in self._run_tools(toolbox, run, repeats, errors):
                 if isinstance(done, ToolEnd):
-                    results.append(tool_message(done.id, done.output))
+                    done.output = budget.clip(done.output)
+                    outputs[done.id] = done.output
                 yield [done]
+            results = [tool_message(c.id, outputs[c.id]) for c in calls]
             added += [assistant, *results]
             if turn.client:
                 if record is not None:
                     record += added
                 else:
-                    self._stash(turn, added, None)
+                    self._stash(turn, added, last_question(transcript), caller)
                 yield [Finish("tool_calls")]
                 return
             transcript = [*transcript, assistant, *results]
@@ -443,9 +520,39 @@ class Agent:
                     for k, v in params.items()
                     if k not in ("tools", "tool_choice", "parallel_tool_calls")
                 }
+            fitted = self._fit(transcript, next_params.get("tools"), window)
+            if fitted is None:
+                # The results do not fit the model's context: end the reply here, as cut.
+                if record is not None:
+                    record += added
+                else:
+                    self._stash(turn, added, last_question(transcript), caller)
+                yield [Finish("length")]
+                return
+            transcript = fitted
             stream = await self.router.stream_on(
                 route, ChatRequest(route.model, transcript, next_params)
             )
+
+    def _fit(
+        self, transcript: list[dict[str, Any]], tools: Any, window: int | None
+    ) -> list[dict[str, Any]] | None:
+        """The transcript for the next model call, within the model's context: checked
+        before every call, not only the first. ``[agent] context_overflow = "trim"``
+        replaces the oldest tool results by a note until it fits; None when it cannot fit
+        (or with "stop")."""
+        if window is None or estimate_tokens(transcript, tools) <= window:
+            return transcript
+        if self.config.agent.context_overflow == "stop":
+            return None
+        fitted = list(transcript)
+        for i, message in enumerate(fitted):
+            if message.get("role") != "tool" or message.get("content") == TRIMMED:
+                continue
+            fitted[i] = {**message, "content": TRIMMED}
+            if estimate_tokens(fitted, tools) <= window:
+                return fitted
+        return None
 
     @staticmethod
     def _assistant_message(turn: Turn) -> dict[str, Any]:
@@ -463,15 +570,17 @@ class Agent:
             ],
         }
 
-    def _stash(self, turn: Turn, segment: list[dict[str, Any]], asked: Any) -> None:
+    def _stash(
+        self, turn: Turn, segment: list[dict[str, Any]], asked: Any, caller: str | None
+    ) -> None:
         """Keep the messages that stand for the client's last assistant message, under the
-        key its next request will carry: its first tool call's id, or its whole text with
-        the question it answered."""
+        key its next request will carry (``stash_key``)."""
         if turn.client:
-            self.stash.put(next(iter(turn.client.values())).id, segment)
-            return
-        text = "".join(m.get("content") or "" for m in segment if m["role"] == "assistant")
-        self.stash.put(text_key(text, asked), segment)
+            shown: dict[str, Any] = {"tool_calls": [{"id": next(iter(turn.client.values())).id}]}
+        else:
+            text = "".join(m.get("content") or "" for m in segment if m["role"] == "assistant")
+            shown = {"content": text}
+        self.stash.put(stash_key(caller, asked, shown), segment)
 
     async def _run_tools(
         self,

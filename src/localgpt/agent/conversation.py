@@ -96,9 +96,15 @@ class Conversations:
         model = self.model_of(session, model)
         user = {"role": "user", "content": text}
         record: list[dict[str, Any]] = []
-        route, stream = await self.agent.open_stream(
-            model, [*session.messages, user], {}, permissions, record=record
-        )
+        try:
+            route, stream = await self.agent.open_stream(
+                model, [*session.messages, user], {}, permissions, record=record
+            )
+        except ProviderError:
+            # The model failed before a word: the question stays in the session (no empty
+            # session is left behind, and the user's text is not lost).
+            await asyncio.to_thread(self.store.append, session, [user])
+            raise
 
         async def run() -> AsyncGenerator[Sequence[AgentEvent], None]:
             complete = stopped = False
@@ -110,6 +116,9 @@ class Conversations:
                 complete = True
             except (GeneratorExit, asyncio.CancelledError):
                 stopped = True
+                raise
+            except ProviderError:
+                await asyncio.shield(asyncio.to_thread(self.store.append, session, [user]))
                 raise
             finally:
                 await stream.aclose()

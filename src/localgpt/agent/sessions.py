@@ -37,6 +37,7 @@ class Session:
     title: str | None = None
     messages: list[dict[str, Any]] = field(default_factory=list)
     compactions: int = 0
+    owner: str | None = None  # the key that made it, when keys are in use
 
     def header(self) -> dict[str, Any]:
         return {
@@ -48,7 +49,13 @@ class Session:
             "model": self.model,
             "title": self.title,
             "compactions": self.compactions,
+            "owner": self.owner,
         }
+
+    def visible_to(self, caller: str | None, admin: bool = False) -> bool:
+        """A key sees the sessions it made; an admin key, and everyone for sessions made
+        without a key, sees them all."""
+        return admin or self.owner is None or self.owner == caller
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -73,9 +80,9 @@ class SessionStore:
     def _ensure_folder(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
 
-    def create(self, model: str | None = None) -> Session:
+    def create(self, model: str | None = None, owner: str | None = None) -> Session:
         now = time.time()
-        session = Session(uuid.uuid4().hex, now, now, model)
+        session = Session(uuid.uuid4().hex, now, now, model, owner=owner)
         self.rewrite(session, create=True)
         return session
 
@@ -89,6 +96,9 @@ class SessionStore:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
+            return None
+        except OSError as exc:  # a folder named like a session, a file we may not read
+            log.warning("session %s: %s; skipped", session_id, exc.strerror or exc)
             return None
         # Split on "\n" only: str.splitlines would also break at U+2028 and other separators
         # that json.dumps leaves unescaped inside a message.
@@ -199,14 +209,29 @@ def _parse(session_id: str, lines: list[str]) -> Session | None:
     messages = [
         {k: v for k, v in r.items() if k != "type"}
         for r in records[1:]
-        if r.get("type") == "message"
+        if r.get("type") == "message" and r.get("role") in ROLES
     ]
+    if len(messages) < len(records) - 1:
+        log.warning("session %s: records without a known role are skipped", session_id)
+    # A header edited by hand or damaged keeps what is sound: a wrong field is not a 500.
     return Session(
         session_id,
-        head.get("created", 0.0),
-        head.get("updated", 0.0),
-        head.get("model"),
-        head.get("title"),
+        _number(head.get("created")),
+        _number(head.get("updated")),
+        _text(head.get("model")),
+        _text(head.get("title")),
         messages,
-        head.get("compactions", 0),
+        int(_number(head.get("compactions"))),
+        _text(head.get("owner")),
     )
+
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

@@ -30,6 +30,8 @@ class Permissions:
     assistant: bool = True  # False: this caller gets a plain proxy (a gateway-scoped key)
     write_memory: bool = True
     local_tools: bool = False  # bash and write_file, where the config enables them
+    caller: str | None = None  # which key: its tool turns and sessions are its own
+    admin: bool = False  # sees every key's sessions
 
 
 Handler = Callable[[dict[str, Any]], Awaitable[str]]
@@ -184,7 +186,14 @@ class Toolbox:
         target = args.get("target", "daily")
         if target not in ("daily", "memory"):
             raise ToolError("'target' must be 'daily' or 'memory'")
-        path = await self.memory.save(self._text(args, "content"), target)
+        content = self._text(args, "content")
+        limit = self.config.tools.memory_save_max_bytes
+        if len(content.encode()) > limit:
+            raise ToolError(
+                f"'content' is {len(content.encode())} bytes; a note may have at most {limit}: "
+                "save the facts worth keeping, not whole documents"
+            )
+        path = await self.memory.save(content, target)
         return f"Saved to {path}."
 
     async def _fetch(self, args: dict[str, Any]) -> str:

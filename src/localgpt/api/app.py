@@ -94,7 +94,15 @@ def create_app(config: Config) -> FastAPI:
     async def ready(request: Request) -> Response:
         state: AppState = request.app.state.localgpt
         if state.ready.is_set():
-            return Response(b'{"status":"ready"}', media_type="application/json")
+            why = await state.default_unreachable()
+            if why is None:
+                return Response(b'{"status":"ready"}', media_type="application/json")
+            return APIError(
+                503,
+                f"The default model cannot answer: {why}",
+                type="server_error",
+                code="model_unavailable",
+            ).response()
         if state.unavailable:
             return APIError(
                 503,

@@ -6,39 +6,23 @@ import asyncio
 import time
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
-from localgpt.agent.tools import Permissions
-from localgpt.api.errors import APIError, validation_error
+from localgpt.api.errors import APIError
 from localgpt.api.protocol import IGNORED_FIELDS, ChatCompletionRequest
 from localgpt.api.render import StreamRenderer, render_completion, render_stream
+from localgpt.api.requests import openapi_body, parse_body, permissions
 from localgpt.api.state import AppState
 from localgpt.api.streaming import DisconnectWatch, EventStreamResponse
 
 router = APIRouter()
 
 _NOT_PARAMS = IGNORED_FIELDS | {"model", "messages"}
-_BAD_JSON = (
-    "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
-    "using your HTTP library correctly. The OpenAI API expects a JSON payload.)"
-)
 
 
-def parse_body(body: bytes, model: type[BaseModel] = ChatCompletionRequest) -> dict[str, Any]:
-    """Decode and validate a request; the dict that comes back is what the client sent."""
-    try:
-        raw = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise APIError(400, _BAD_JSON, code="invalid_json") from None
-    if not isinstance(raw, dict):
-        raise APIError(400, "The request body must be a JSON object.", code="invalid_json")
-    try:
-        model.model_validate(raw)
-    except ValidationError as exc:
-        raise validation_error(exc.errors(include_url=False)) from None
+def check_chat(raw: dict[str, Any]) -> dict[str, Any]:
+    """The rules between a chat request's fields, worded as OpenAI words them."""
     if raw.get("stream_options") is not None and not raw.get("stream"):
         raise APIError(
             400,
@@ -81,23 +65,6 @@ def request_params(raw: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
-    """The request body schema for /openapi.json; the handlers read raw bytes themselves."""
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    schema.pop("$defs", None)
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
-
-
-FULL = Permissions()
-PERMISSIONS_KEY = "localgpt.permissions"
-
-
-def permissions(request: Request) -> Permissions:
-    """What this caller may let the assistant do: its key's scope, full without keys."""
-    found: Permissions = request.scope.get(PERMISSIONS_KEY, FULL)
-    return found
-
-
 @router.post(
     "/v1/chat/completions",
     openapi_extra=openapi_body(ChatCompletionRequest),
@@ -106,7 +73,10 @@ def permissions(request: Request) -> Permissions:
 )
 async def chat_completions(request: Request) -> Response:
     state: AppState = request.app.state.localgpt
-    raw = parse_body(await request.body())
+    body = await request.body()
+    raw = check_chat(
+        await parse_body(body, ChatCompletionRequest, state.config.server.max_messages)
+    )
     model: str = raw["model"]
     messages: list[dict[str, Any]] = raw["messages"]
     params = request_params(raw)
@@ -120,8 +90,8 @@ async def chat_completions(request: Request) -> Response:
             include_usage = bool((raw.get("stream_options") or {}).get("include_usage"))
             renderer = StreamRenderer(route.id, include_usage)
             observe = state.observer(route.id, True, request.scope)
-            body = render_stream(batches, renderer, observe, started)
-            return await EventStreamResponse.started(body, watch)
+            chunks = render_stream(batches, renderer, observe, started)
+            return await EventStreamResponse.started(chunks, watch)
         except asyncio.CancelledError:
             if watch.absorb():
                 return Response(status_code=499)

@@ -12,9 +12,10 @@ import time
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from localgpt.api.chat import openapi_body, parse_body, request_params
+from localgpt.api.chat import request_params
 from localgpt.api.protocol import CompletionRequest
 from localgpt.api.render import TextStreamRenderer, collect_text, render_stream
+from localgpt.api.requests import openapi_body, parse_body
 from localgpt.api.state import AppState
 from localgpt.api.streaming import DisconnectWatch, EventStreamResponse
 
@@ -29,7 +30,7 @@ router = APIRouter()
 )
 async def completions(request: Request) -> Response:
     state: AppState = request.app.state.localgpt
-    raw = parse_body(await request.body(), CompletionRequest)
+    raw = await parse_body(await request.body(), CompletionRequest)
     params = request_params(raw)
     params.pop("prompt", None)
     watch = DisconnectWatch(request.receive)

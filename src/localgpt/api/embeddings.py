@@ -11,11 +11,11 @@ from fastapi import APIRouter, Request
 from pydantic import Field
 from starlette.responses import Response
 
-from localgpt.api.chat import openapi_body, parse_body
 from localgpt.api.errors import APIError
 from localgpt.api.protocol import _Wire
+from localgpt.api.requests import openapi_body, parse_body
 from localgpt.api.state import AppState
-from localgpt.providers.catalog import EMBEDDING_MODEL
+from localgpt.config import EMBEDDING_MODEL
 
 router = APIRouter()
 MODEL_ID = EMBEDDING_MODEL
@@ -39,7 +39,7 @@ class EmbeddingRequest(_Wire):
 )
 async def embeddings(request: Request) -> Response:
     state: AppState = request.app.state.localgpt
-    raw = parse_body(await request.body(), EmbeddingRequest)
+    raw = await parse_body(await request.body(), EmbeddingRequest)
     if raw["model"] not in ALIASES:
         raise APIError(
             404,

@@ -230,7 +230,19 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
-        return validation_error(exc.errors()).response()
+        errors = exc.errors()
+        bad = next((e for e in errors if e.get("type") == "json_invalid"), None)
+        if bad is not None and request.url.path.startswith("/api/"):
+            # OpenAI's wording is for its own clients; the native API says what is wrong.
+            where = bad.get("loc", ())[-1]
+            detail = (bad.get("ctx") or {}).get("error") or "it does not parse"
+            return APIError(
+                400,
+                f"The request body is not valid JSON ({detail} at character {where}); send "
+                'a JSON object such as {"message": "Hello"}.',
+                code="invalid_json",
+            ).response()
+        return validation_error(errors).response()
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:

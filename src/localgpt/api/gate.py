@@ -16,12 +16,15 @@ the hot path: one function call and one scan of the headers per request.
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import hmac
+import ipaddress
 import logging
 import os
 import re
 import time
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -29,9 +32,9 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from localgpt.agent.tools import Permissions
-from localgpt.api.chat import PERMISSIONS_KEY
 from localgpt.api.errors import APIError
 from localgpt.api.metrics import Metrics
+from localgpt.api.requests import PERMISSIONS_KEY
 from localgpt.api.state import MODEL_KEY
 from localgpt.config import Config, KeyConfig
 
@@ -49,9 +52,31 @@ SCOPES: dict[str, Permissions] = {
     "assistant": Permissions(write_memory=False),
     "full": Permissions(),
     "admin": Permissions(local_tools=True),
+    "metrics": Permissions(assistant=False, write_memory=False),  # /metrics and /ready only
 }
 NATIVE_SCOPES = frozenset({"full", "admin"})
 READ_ONLY_NATIVE = ("/api/memory/search", "/api/memory/file", "/api/memory/stats", "/api/status")
+
+
+LOCALHOST_ORIGIN = re.compile(LOCALHOST_ORIGINS.encode())
+
+
+def caller_of(key: str) -> str:
+    """A key's identity where it is stored (session files, stash keys): not the key."""
+    return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _host_name(host: bytes) -> str:
+    """The name in a Host header, without its port and brackets, lowercased."""
+    text = host.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        return text[1 : text.find("]")] if "]" in text else text[1:]
+    return text.rsplit(":", 1)[0] if text.count(":") == 1 else text
+
+
+def _is_json(kind: bytes) -> bool:
+    media = kind.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or media.endswith(b"+json")
 
 
 class BodyTooLarge(APIError):
@@ -98,11 +123,21 @@ class Gate:
             expose_headers=["X-Request-ID", "Retry-After"],
         )
         self.metrics = metrics
+        allowed = config.server.allowed_hosts
+        self.any_host = "*" in allowed
+        self.hosts = frozenset({"localhost", *(h.lower() for h in allowed)})
+        self.origins = frozenset(o.encode() for o in config.server.cors_origins)
         self.keys: list[tuple[bytes, KeyConfig]] = [
             (k.key.encode(), k) for k in config.server.api_keys()
         ]
         # Rate-limit buckets by key position: names may repeat and prefixes may be shared.
         self.key_labels = {id(k): f"key:{i}" for i, (_, k) in enumerate(self.keys)}
+        # What each key may do, and who it is: its tool turns and sessions are its own. The
+        # identity is a hash of the key, so it survives a reordered or renamed key list.
+        self.grants = {
+            id(k): replace(SCOPES[k.scope], caller=caller_of(k.key), admin=k.scope == "admin")
+            for _, k in self.keys
+        }
         self.max_body = config.server.max_request_body
         limit = config.server.rate_limit
         self.limiter = (
@@ -114,7 +149,8 @@ class Gate:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        auth = rid = length = origin = b""
+        auth = rid = length = origin = host = kind = b""
+        chunked = False
         for name, value in scope["headers"]:
             if name == b"authorization":
                 auth = value
@@ -124,6 +160,16 @@ class Gate:
                 length = value
             elif name == b"origin":
                 origin = value
+            elif name == b"host":
+                host = value
+            elif name == b"content-type":
+                kind = value
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+        browser = self._browser_refusal(scope, host, origin, kind, length, chunked)
+        if browser is not None:
+            await _respond(browser, send)
+            return
         if origin and scope["method"] == "OPTIONS":
             await self.cors(scope, receive, send)  # a preflight: it carries no key
             return
@@ -159,6 +205,74 @@ class Gate:
             log.info("%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed * 1e3)
             request_id.reset(token)
 
+    def _browser_refusal(
+        self,
+        scope: Scope,
+        host: bytes,
+        origin: bytes,
+        kind: bytes,
+        length: bytes,
+        chunked: bool,
+    ) -> APIError | None:
+        """What a web page must not make this server do, with or without keys.
+
+        - A ``Host`` that names the server by a name it was not given (DNS rebinding: a
+          page's own name made to point at 127.0.0.1) is refused; IP addresses, localhost
+          and ``[server] allowed_hosts`` are not names an attacker can point here.
+        - A request from a page whose ``Origin`` is neither allowed (localhost pages,
+          ``cors_origins``) nor this server itself is refused: without keys, a form or
+          ``fetch`` from any site would otherwise run the assistant and write its memory.
+        - A body that is not JSON is refused: browsers send ``text/plain`` and form bodies
+          cross-site without asking first, and no API here takes them.
+        """
+        if self.any_host is False and host and not self._host_allowed(host):
+            name = host.decode("latin-1")
+            return APIError(
+                403,
+                f"This server does not answer to the host name '{name}'. Add it to "
+                "[server] allowed_hosts if it is yours (a reverse proxy or a LAN name).",
+                type="permission_error",
+                code="forbidden_host",
+            )
+        if origin and not self._origin_allowed(origin, host):
+            return APIError(
+                403,
+                f"Requests from web pages at {origin.decode('latin-1')} are not allowed; add "
+                "the origin to [server] cors_origins if it is yours.",
+                type="permission_error",
+                code="forbidden_origin",
+            )
+        method = scope["method"]
+        if (
+            method in ("POST", "PUT", "PATCH")
+            and (chunked or (length and length != b"0"))
+            and not _is_json(kind)
+        ):
+            shown = kind.decode("latin-1") or "none"
+            return APIError(
+                415,
+                f"Request bodies must be JSON (Content-Type: application/json); got {shown}.",
+                code="unsupported_media_type",
+            )
+        return None
+
+    def _host_allowed(self, host: bytes) -> bool:
+        name = _host_name(host)
+        if name in self.hosts:
+            return True
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return True
+
+    def _origin_allowed(self, origin: bytes, host: bytes) -> bool:
+        if origin in self.origins or LOCALHOST_ORIGIN.fullmatch(origin):
+            return True
+        # The server's own pages (the chat page, /docs) fetch with their own origin.
+        scheme, _, rest = origin.partition(b"://")
+        return bool(rest) and rest.lower() == host.lower() and scheme in (b"http", b"https")
+
     def _admit(self, scope: Scope, auth: bytes, length: bytes) -> APIError | None:
         """Who may come in, and under which limits; None to let the request through."""
         path: str = scope["path"]
@@ -174,18 +288,17 @@ class Gate:
                     code="invalid_api_key",
                     headers={"WWW-Authenticate": "Bearer"},
                 )
+            if path == "/metrics" and key.scope not in ("admin", "metrics"):
+                return _scope_error(key, path, ": /metrics needs an admin or a metrics key")
+            if key.scope == "metrics" and path not in ("/metrics", "/ready"):
+                return _scope_error(key, path)
             if (
                 path.startswith("/api/")
                 and key.scope not in NATIVE_SCOPES
                 and not (key.scope == "assistant" and path in READ_ONLY_NATIVE)
             ):
-                return APIError(
-                    403,
-                    f"This key's scope ({key.scope}) does not allow {path}.",
-                    type="permission_error",
-                    code="insufficient_scope",
-                )
-            scope[PERMISSIONS_KEY] = SCOPES[key.scope]
+                return _scope_error(key, path)
+            scope[PERMISSIONS_KEY] = self.grants[id(key)]
         if self.limiter is not None and path not in PUBLIC:
             client = (
                 self.key_labels[id(key)]
@@ -236,6 +349,15 @@ class Gate:
             return pending.pop() if pending else await receive()
 
         return replay
+
+
+def _scope_error(key: KeyConfig, path: str, why: str = "") -> APIError:
+    return APIError(
+        403,
+        f"This key's scope ({key.scope}) does not allow {path}{why}.",
+        type="permission_error",
+        code="insufficient_scope",
+    )
 
 
 async def _respond(error: APIError, send: Send) -> None:

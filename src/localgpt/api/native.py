@@ -24,16 +24,17 @@ from localgpt import __version__
 from localgpt.agent.conversation import Conversations
 from localgpt.agent.events import AgentEvent, KeepAlive, ToolEnd, ToolStart
 from localgpt.agent.sessions import Session
-from localgpt.api.chat import permissions
 from localgpt.api.errors import APIError
 from localgpt.api.render import usage_dict
-from localgpt.api.state import MODEL_KEY, AppState
+from localgpt.api.requests import permissions
+from localgpt.api.state import AppState
 from localgpt.api.streaming import DisconnectWatch, EventStreamResponse
 from localgpt.providers.base import ProviderError, TextDelta, Usage
 
 log = logging.getLogger("localgpt.api")
 
 router = APIRouter(prefix="/api")
+ANSWERED_BY = "localgpt.answered_by"  # on the scope: the model that answered a turn
 STARTED = time.time()
 
 
@@ -76,8 +77,11 @@ def _conversations(request: Request) -> Conversations:
 
 
 def _session(request: Request, session_id: str) -> Session:
+    """The session, if this caller may see it: another key's session is as missing as one
+    that does not exist."""
     session = _conversations(request).store.get(session_id)
-    if session is None:
+    caller = permissions(request)
+    if session is None or not session.visible_to(caller.caller, caller.admin):
         raise APIError(
             404, f"No session '{session_id}'.", param="session_id", code="session_not_found"
         )
@@ -108,13 +112,19 @@ def _model(request: Request, model: str | None) -> str | None:
 @router.post("/sessions", status_code=201, summary="Create a session")
 async def create_session(request: Request, body: NewSession | None = Body(None)) -> Response:
     model = _model(request, body.model if body else None)
-    session = await asyncio.to_thread(_conversations(request).store.create, model)
+    owner = permissions(request).caller
+    session = await asyncio.to_thread(_conversations(request).store.create, model, owner)
     return _json({"id": session.id, **session.summary()}, 201)
 
 
 @router.get("/sessions", summary="List sessions")
 async def list_sessions(request: Request) -> Response:
-    sessions = await asyncio.to_thread(_conversations(request).store.all)
+    caller = permissions(request)
+    sessions = [
+        s
+        for s in await asyncio.to_thread(_conversations(request).store.all)
+        if s.visible_to(caller.caller, caller.admin)
+    ]
     return _json([s.summary() for s in sessions])
 
 
@@ -198,7 +208,8 @@ async def _session_for(request: Request, body: ChatBody) -> tuple[Session, str]:
     if body.session_id:
         session = _session(request, body.session_id)
     else:
-        session = await asyncio.to_thread(conversations.store.create, model)
+        owner = permissions(request).caller
+        session = await asyncio.to_thread(conversations.store.create, model, owner)
     return session, conversations.model_of(session, model)
 
 
@@ -212,7 +223,7 @@ async def _turn(
         if await conversations.needs_compaction(session, model):
             await conversations.compact(session, model, allowed)
         route, stream = await conversations.turn(session, message, model, allowed)
-        request.scope[MODEL_KEY] = route.id  # the model that answers, after any failover
+        request.scope[ANSWERED_BY] = route.id  # the model that answers, after any failover
         try:
             async for batch in stream:
                 yield batch
@@ -248,7 +259,7 @@ async def chat(request: Request, body: ChatBody) -> Response:
                     usage = event if usage is None else usage + event
     except ProviderError as exc:
         raise APIError.from_provider(exc) from None
-    _state(request).observer(request.scope.get(MODEL_KEY, model), False, request.scope)(
+    _state(request).observer(request.scope.get(ANSWERED_BY, model), False, request.scope)(
         first, usage
     )
     return _json(
@@ -317,7 +328,9 @@ async def _native_events(
         )
         yield _event("error", message=failed.message, error=failed.to_dict())
         return
-    _state(request).observer(request.scope.get(MODEL_KEY, model), True, request.scope)(first, usage)
+    _state(request).observer(request.scope.get(ANSWERED_BY, model), True, request.scope)(
+        first, usage
+    )
     yield _event("done", session_id=session.id, usage=usage_dict(usage))
 
 

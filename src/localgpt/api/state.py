@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -12,10 +13,15 @@ from localgpt.agent.conversation import Conversations
 from localgpt.agent.sessions import SessionStore
 from localgpt.config import Config, Paths
 from localgpt.memory.manager import Memory
+from localgpt.providers.base import ProviderError
 from localgpt.providers.catalog import Catalog
 from localgpt.providers.router import Router
 
+PROBE_SECONDS = 10.0
+PROBE_TIMEOUT = 3.0
+UNREACHABLE = frozenset({"upstream_unreachable", "upstream_timeout", "upstream_error"})
 MODEL_KEY = "localgpt.model"  # set on the ASGI scope once a model has answered
+OTHER_MODEL = "other"  # the metrics label of a model nobody configured or listed
 
 if TYPE_CHECKING:
     from localgpt.api.metrics import Metrics
@@ -37,6 +43,7 @@ class AppState:
     # Set once the default model can answer (an embedded one is loaded and warm).
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     unavailable: str | None = None  # why the default model failed to load, if it did
+    _probe: tuple[float, str | None] | None = None  # see default_unreachable
 
     @classmethod
     def build(cls, config: Config) -> AppState:
@@ -50,8 +57,10 @@ class AppState:
 
     def observer(self, model: str, stream: bool, scope: MutableMapping[str, Any]) -> Observer:
         """Records a finished completion: time to first content, tokens in and out. The
-        request is labelled with the model that served it (only models that did serve, so
-        clients cannot grow the metrics by sending made-up names)."""
+        request is labelled with the model that served it, if the configuration names it or
+        a provider lists it; any other under "other": an upstream that answers every name
+        would otherwise let clients grow /metrics without bound by making names up."""
+        model = model if self.catalog.is_known(model) else OTHER_MODEL
         scope[MODEL_KEY] = model
         metrics = self.metrics
 
@@ -66,6 +75,29 @@ class AppState:
                 )
 
         return observe
+
+    async def default_unreachable(self) -> str | None:
+        """Why the default model's remote provider cannot answer, or None: asked of the
+        provider (its model listing) at most every ``PROBE_SECONDS``. A provider that
+        answers at all, even with a 4xx, is reachable; a refused connection, a timeout or
+        a 5xx is not."""
+        now = time.monotonic()
+        if self._probe is not None and self._probe[0] > now:
+            return self._probe[1]
+        why: str | None = None
+        try:
+            route = self.router.resolve(self.config.default_model)
+            settings = self.router.configured(route.provider)
+            if settings is not None and settings.type != "local":
+                async with asyncio.timeout(PROBE_TIMEOUT):
+                    await self.router.list_models(route.provider)
+        except ProviderError as exc:
+            if exc.code in UNREACHABLE or exc.status >= 500:
+                why = exc.message
+        except TimeoutError:
+            why = f"the default model's provider did not answer within {PROBE_TIMEOUT:g} s"
+        self._probe = (now + PROBE_SECONDS, why)
+        return why
 
     def embedder(self) -> Embedder:
         """The MiniLM embedder, shared with the memory when there is one."""

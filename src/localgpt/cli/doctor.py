@@ -91,21 +91,26 @@ def _config(path: Path, warnings: list[str]) -> Check:
 async def _providers(config: Config, files: ModelFiles) -> list[Check]:
     from localgpt.providers.router import Router
 
+    from localgpt.providers.catalog import Catalog
+
     router = Router(config)
     checks = []
     try:
+        # Counted as /v1/models and `localgpt models` list them: every list agrees.
+        listed = await Catalog(router).entries()
         for name, provider in config.providers.items():
             if provider.type == "local":
                 checks.append(_local_provider(name, provider, files))
                 continue
             try:
                 async with asyncio.timeout(5):
-                    found = await router.list_models(name)
+                    await router.list_models(name)
+                count = sum(entry.owned_by == name for entry in listed)
                 checks.append(
                     Check(
                         f"provider {name}",
                         "ok",
-                        f"{provider.type}, reachable, {len(found)} models",
+                        f"{provider.type}, reachable, {count} models in /v1/models",
                     )
                 )
             except (ProviderError, TimeoutError, OSError) as exc:

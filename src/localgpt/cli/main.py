@@ -94,6 +94,7 @@ def serve(
     import uvicorn
 
     from localgpt.api.app import create_app
+    from localgpt.api.connections import GuardedProtocol
 
     config = load(config_path)
     bind = host or config.server.bind
@@ -111,7 +112,9 @@ def serve(
         host=bind,
         port=listen_port,
         loop="uvloop",
-        http="httptools",
+        http=GuardedProtocol.with_timeouts(
+            config.server.header_timeout, config.server.body_timeout
+        ),
         log_level=log_level.lower(),
         log_config=None,
         access_log=False,

@@ -140,7 +140,12 @@ class Workspace:
                 f"{relative}: absolute paths are not allowed; give a path relative to the workspace"
             )
         root = self.root.resolve()
-        target = (root / relative).resolve()
+        try:
+            target = (root / relative).resolve()
+        except RuntimeError:  # a symlink loop
+            raise WorkspaceError(f"{relative}: a loop of symbolic links") from None
+        except OSError as exc:  # a name too long, among others
+            raise WorkspaceError(f"{relative}: {exc.strerror or exc}") from None
         if not target.is_relative_to(root):
             raise WorkspaceError(f"{relative}: path escapes the workspace")
         if target == root:
@@ -166,7 +171,11 @@ class Workspace:
             raise WorkspaceError(
                 f"{relative}: hidden files and folders (names starting with '.') cannot be read"
             )
-        if not path.is_file():
+        try:
+            found = path.is_file()
+        except OSError as exc:
+            raise WorkspaceError(f"{relative}: {exc.strerror or exc}") from None
+        if not found:
             raise WorkspaceError(f"{relative}: no such file in the workspace")
         first = 1 if start_line is None else start_line
         if first < 1 or (end_line is not None and end_line < first):

@@ -11,13 +11,13 @@ import logging
 import time
 from dataclasses import dataclass
 
+from localgpt.config import EMBEDDING_MODEL
 from localgpt.providers.base import ModelInfo, ProviderError
 from localgpt.providers.router import Router
 
 log = logging.getLogger("localgpt.providers")
 
 STARTED = int(time.time())
-EMBEDDING_MODEL = "local/all-minilm-l6-v2"
 LIST_TIMEOUT = 3.0
 
 
@@ -35,6 +35,7 @@ class Catalog:
         self.retry = retry
         self._cache: dict[str, tuple[float, list[ModelInfo]]] = {}
         self._pending: dict[str, asyncio.Task[list[ModelInfo]]] = {}
+        self._known: set[str] = set()  # every id a listing has shown, see is_known
 
     def provider_names(self) -> list[str]:
         names = list(self.router.config.providers)
@@ -102,7 +103,27 @@ class Catalog:
                 add(f"{name}/{model}", f"{name}/{model}", name)
         if self.router.config.memory.embedding_provider == "local":
             add(EMBEDDING_MODEL, EMBEDDING_MODEL, "local")  # for /v1/embeddings
+        self._known.update(entries)
         return list(entries.values())
+
+    def is_known(self, model_id: str) -> bool:
+        """Whether the configuration names ``model_id`` (as a default, fallback, alias or
+        listed model) or a provider's listing has shown it. Needs no network: what the
+        listings show is remembered as they are fetched."""
+        if model_id in self._known:
+            return True
+        config = self.router.config
+        named = [config.default_model, *config.agent.fallback_models, *self.router.aliases]
+        for name in named:
+            try:
+                if self.router.resolve(name).id == model_id:
+                    self._known.add(model_id)
+                    return True
+            except ProviderError:
+                continue
+        provider, _, model = model_id.partition("/")
+        settings = self.router.configured(provider)
+        return settings is not None and model in settings.models
 
     async def find(self, model_id: str) -> ModelEntry | None:
         for entry in await self.entries():

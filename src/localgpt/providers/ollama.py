@@ -140,7 +140,7 @@ class OllamaProvider:
                     finish_reason=_reason(data, bool(calls)),
                 )
             ],
-            Usage(data.get("prompt_eval_count") or 0, data.get("eval_count") or 0),
+            _usage(data),
         )
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[list[StreamEvent], None]:
@@ -183,9 +183,9 @@ class OllamaProvider:
                         calls += 1
                     if data.get("done"):
                         batch.append(Finish(_reason(data, calls > 0)))
-                        batch.append(
-                            Usage(data.get("prompt_eval_count") or 0, data.get("eval_count") or 0)
-                        )
+                        usage = _usage(data)
+                        if usage is not None:
+                            batch.append(usage)
                         done = True
                 if batch:
                     yield batch
@@ -298,3 +298,11 @@ def convert_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "The deprecated 'function' role is not supported; use tool messages.",
             )
     return out
+
+
+def _usage(data: dict[str, Any]) -> Usage | None:
+    """Ollama's counts, when it sent them (it leaves them out now and then, for instance
+    when the prompt came from its cache): None lets the router count the tokens itself."""
+    if "prompt_eval_count" not in data and "eval_count" not in data:
+        return None
+    return Usage(int(data.get("prompt_eval_count") or 0), int(data.get("eval_count") or 0))

@@ -16,7 +16,7 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from localgpt.config import DEFAULT_LOCAL_MODEL, Config, ProviderConfig
+from localgpt.config import DEFAULT_LOCAL_MODEL, EMBEDDING_MODEL, Config, ProviderConfig
 from localgpt.providers.base import (
     ChatRequest,
     Completion,
@@ -24,7 +24,11 @@ from localgpt.providers.base import (
     Provider,
     ProviderError,
     StreamEvent,
+    TextDelta,
     TextRequest,
+    ToolCallDelta,
+    Usage,
+    text_of,
 )
 
 log = logging.getLogger("localgpt.providers")
@@ -36,6 +40,7 @@ BUILTIN_ALIASES = {
     "gpt-mini": "openai/gpt-4o-mini",
 }
 COOLDOWN_SECONDS = 60.0
+EMBEDDING_IDS = frozenset({EMBEDDING_MODEL, EMBEDDING_MODEL.removeprefix("local/")})
 LOCAL_MODELS = (DEFAULT_LOCAL_MODEL, "qwen2.5-coder-0.5b-instruct")
 
 _MODULES = {
@@ -136,6 +141,15 @@ class Router:
 
     def _resolve(self, model: str) -> Route:
         target = self.aliases.get(model, model)
+        if target.lower() in EMBEDDING_IDS:
+            raise ProviderError(
+                f"The model '{model}' is an embedding model: use it with /v1/embeddings, not "
+                "for chat or text completions.",
+                status=400,
+                type="invalid_request_error",
+                code="model_not_supported",
+                param="model",
+            )
         name, sep, rest = target.partition("/")
         if sep and rest and (name in self.config.providers or name == "local"):
             return Route(name, rest)
@@ -241,6 +255,12 @@ class Router:
                     result = await provider.complete(replace(request, model=route.model))
                 finally:
                     slots.release()
+                if result.usage is None:
+                    texts = [c.content or "" for c in result.choices]
+                    texts += [t.name + t.arguments for c in result.choices for t in c.tool_calls]
+                    result.usage = Usage(
+                        await self._prompt_tokens(route, request), _estimate("".join(texts))
+                    )
                 return route, result
             except ProviderError as exc:
                 self._failed(route, exc, len(routes) > 1)
@@ -268,7 +288,7 @@ class Router:
                 stream = getattr(provider, method)(replace(request, model=route.model))
                 first = await anext(stream)
                 handed_over = True  # from here the stream holds the slot until it ends
-                return route, _prepend(first, stream, slots)
+                return route, self._counted(route, request, _prepend(first, stream, slots))
             except StopAsyncIteration:
                 exc = ProviderError(
                     f"provider {route.provider} sent an empty stream",
@@ -298,7 +318,9 @@ class Router:
         """A follow-up call in a turn already routed (the tool loop): the same provider and
         model, under the same capacity limit, counted in the same metrics; no failover, as
         the transcript now holds this model's tool calls."""
-        return self._holding(route, replace(request, model=route.model))
+        return self._counted(
+            route, request, self._holding(route, replace(request, model=route.model))
+        )
 
     async def _holding(self, route: Route, request: ChatRequest) -> EventBatches:
         # The slot is taken on the first iteration, inside the try that gives it back: a
@@ -316,6 +338,41 @@ class Router:
                 await stream.aclose()
             finally:
                 slots.release()
+
+    async def _counted(
+        self, route: Route, request: ChatRequest | TextRequest, batches: EventBatches
+    ) -> EventBatches:
+        """The stream, ending with a usage of its own when the upstream sent none: counted
+        with the model's tokenizer where the provider has one, else about four characters a
+        token. A real answer never reports zero tokens."""
+        seen = False
+        answer: list[str] = []
+        try:
+            async for batch in batches:
+                for event in batch:
+                    if isinstance(event, Usage):
+                        seen = True
+                    elif isinstance(event, TextDelta):
+                        answer.append(event.text)
+                    elif isinstance(event, ToolCallDelta):
+                        answer.append((event.name or "") + event.arguments)
+                yield batch
+        finally:
+            await batches.aclose()
+        if not seen:
+            yield [Usage(await self._prompt_tokens(route, request), _estimate("".join(answer)))]
+
+    async def _prompt_tokens(self, route: Route, request: ChatRequest | TextRequest) -> int:
+        if isinstance(request, ChatRequest):
+            counted = await self.count_tokens(route.id, request.messages)
+            if counted is not None:
+                return counted
+            text = "".join(
+                text_of(m.get("content")) + str(m.get("tool_calls") or "") for m in request.messages
+            )
+            return _estimate(text) + 4 * len(request.messages)
+        prompt = request.prompt
+        return _estimate(prompt if isinstance(prompt, str) else str(prompt))
 
     def context_window(self, model: str) -> int | None:
         """The context the configuration grants ``model``: [agent] context_window, or less
@@ -383,6 +440,11 @@ class Router:
 
 
 BUILTIN_ALIAS_PROVIDERS = frozenset({"openai", "anthropic", "ollama"})
+
+
+def _estimate(text: str) -> int:
+    """Tokens in ``text`` by the usual rule of thumb for English: four characters a token."""
+    return -(-len(text) // 4)
 
 
 def _exhausted(errors: list[tuple[Route, ProviderError]]) -> ProviderError:
