@@ -43,6 +43,26 @@ ConfigOption = Annotated[
 ]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from localgpt import __version__
+
+        print(f"localgpt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """A local-first AI assistant with memory and an OpenAI-compatible API."""
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     from rich.console import Console
     from rich.markup import escape
@@ -595,6 +615,8 @@ def memory_stats(
         print(json.dumps(stats, indent=2, default=str))
         return
     for key, value in stats.items():
+        if key == "last_reindex" and isinstance(value, int | float):
+            value = _when(value, seconds=True)  # a unix time: the local date and time
         print(f"{key}: {value}")
 
 
@@ -618,10 +640,11 @@ def _find_session(store: Any, session_id: str) -> Any:
     raise _fail(f"no session {session_id} (see `localgpt sessions list`)", 1)
 
 
-def _when(timestamp: float) -> str:
+def _when(timestamp: float, seconds: bool = False) -> str:
     import time
 
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
+    shape = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
+    return time.strftime(shape, time.localtime(timestamp))
 
 
 @sessions_app.command("list")
