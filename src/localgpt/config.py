@@ -75,6 +75,11 @@ class Paths:
     def config_file(self) -> Path:
         return self.config_dir / "config.toml"
 
+    @property
+    def server_lock(self) -> Path:
+        """Held by the server that uses this state folder (its pid and address inside)."""
+        return self.state_dir / "server.lock"
+
 
 def default_config_path() -> Path:
     env = os.environ.get("LOCALGPT_CONFIG")
@@ -287,6 +292,22 @@ class ServerConfig(_Section):
     """Seconds in-flight requests get to finish after SIGTERM."""
     max_buffered_bytes: int = Field(256 * 1024 * 1024, gt=0)
     """Upstream answers held in memory at once, all requests together; past it, 503."""
+    allow_shared_state: bool = False
+    """Let a second server start on the same state folder. Off: `localgpt serve` holds
+    `$XDG_STATE_HOME/localgpt/server.lock` while it runs and a second one is refused, because
+    two servers would write the same sessions and memory index."""
+
+    @property
+    def url(self) -> str:
+        """Where the server listens, as a client on this machine reaches it."""
+        host = self.bind.strip("[]")
+        if host in ("", "0.0.0.0"):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
 
     def api_keys(self) -> list[KeyConfig]:
         tokens = self.auth_token

@@ -67,7 +67,10 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     from rich.console import Console
     from rich.markup import escape
 
-    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    # One line, however long: the terminal wraps it, a log or a test reads it whole.
+    Console(stderr=True, soft_wrap=True).print(
+        f"[bold red]error:[/] {escape(message)}", highlight=False
+    )
     return typer.Exit(code)
 
 
@@ -111,9 +114,9 @@ def serve(
     log_format: Annotated[str, typer.Option(help="text, or json: one object a line.")] = "text",
 ) -> None:
     """Run the HTTP server: the OpenAI-compatible API and the native API."""
-    import uvicorn
-
-    from localgpt.api.app import create_app
+    from localgpt.cli.doctor import port_check
+    from localgpt.cli.lock import LockHeld, ServerLock
+    from localgpt.config import Paths
 
     config = load(config_path)
     bind = host or config.server.bind
@@ -125,11 +128,35 @@ def serve(
             '"${LOCALGPT_TOKEN}" with LOCALGPT_TOKEN from `openssl rand -hex 32`, or bind to '
             "127.0.0.1."
         )
-    setup_logging(log_level, log_format)
+    # The app sees the address it is served on.
+    server = config.server.model_copy(update={"bind": bind, "port": listen_port})
+    config = config.model_copy(update={"server": server})
+    # Refused here, in one line, before anything is loaded: not after a model has loaded.
+    lock = ServerLock(Paths.from_env().server_lock)
+    if not config.server.allow_shared_state:
+        try:
+            lock.acquire(config.server.url)
+        except LockHeld as exc:
+            raise _fail(str(exc), 1) from None
+    try:
+        check = port_check(bind, listen_port, serving=True)
+        if check.status == "fail":
+            raise _fail(f"{check.detail}; {check.fix}", 1)
+        setup_logging(log_level, log_format)
+        _run_server(config, log_level)
+    finally:
+        lock.release()
+
+
+def _run_server(config: Config, log_level: str) -> None:
+    import uvicorn
+
+    from localgpt.api.app import create_app
+
     settings = uvicorn.Config(
         create_app(config),
-        host=bind,
-        port=listen_port,
+        host=config.server.bind,
+        port=config.server.port,
         loop="uvloop",
         http="httptools",
         log_level=log_level.lower(),
