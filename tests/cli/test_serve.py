@@ -1,7 +1,9 @@
-"""``localgpt serve`` at its edges: a taken port, a second server on the same data."""
+"""``localgpt serve`` at its edges: a taken port, a second server on the same data, and the
+lines that say when it is ready and when it has stopped."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -9,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, gateway_config, isolated_env, local_config
+from tests.conftest import Server, free_port, gateway_config, isolated_env, local_config
+from tests.fakes import wait_for
 from tests.fakes.openai_fake import FakeOpenAI
 
 TAKEN = "is taken by another program; stop it, or set [server] port (or `localgpt serve --port`)"
@@ -71,3 +74,23 @@ def test_a_second_server_on_the_same_data_is_refused(
     again = start_server(config, home)
     again.stop()
     assert again.process.returncode == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_the_terminal_says_when_it_is_ready_and_when_it_stops(
+    tmp_path: Path, openai_upstream: FakeOpenAI, sig: signal.Signals
+) -> None:
+    from tests.conftest import start_server
+
+    server: Server = start_server(gateway_config(openai_upstream.url), tmp_path)
+    try:
+        ready = f"ready: API {server.url}/v1, chat page {server.url}/"
+        assert wait_for(lambda: ready in server.log(), 10), server.log()
+        server.process.send_signal(sig)  # Ctrl-C, or a service manager's stop
+        assert server.process.wait(10) == 0
+    finally:
+        server.stop()
+    lines = server.log().splitlines()
+    assert sum(ready in line for line in lines) == 1
+    assert lines[-1].endswith(" INFO localgpt.api [-] stopped; goodbye")
+    assert "Traceback" not in server.log() and "Aborted" not in server.log()

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from localgpt.config import Config
 
 app = typer.Typer(
@@ -114,6 +116,8 @@ def serve(
     log_format: Annotated[str, typer.Option(help="text, or json: one object a line.")] = "text",
 ) -> None:
     """Run the HTTP server: the OpenAI-compatible API and the native API."""
+    import logging
+
     from localgpt.cli.doctor import port_check
     from localgpt.cli.lock import LockHeld, ServerLock
     from localgpt.config import Paths
@@ -128,7 +132,7 @@ def serve(
             '"${LOCALGPT_TOKEN}" with LOCALGPT_TOKEN from `openssl rand -hex 32`, or bind to '
             "127.0.0.1."
         )
-    # The app sees the address it is served on.
+    # The app sees the address it is served on (its "ready" line names it).
     server = config.server.model_copy(update={"bind": bind, "port": listen_port})
     config = config.model_copy(update={"server": server})
     # Refused here, in one line, before anything is loaded: not after a model has loaded.
@@ -146,6 +150,7 @@ def serve(
         _run_server(config, log_level)
     finally:
         lock.release()
+    logging.getLogger("localgpt.api").info("stopped; goodbye")
 
 
 def _run_server(config: Config, log_level: str) -> None:
@@ -153,8 +158,9 @@ def _run_server(config: Config, log_level: str) -> None:
 
     from localgpt.api.app import create_app
 
+    app = create_app(config)
     settings = uvicorn.Config(
-        create_app(config),
+        app,
         host=config.server.bind,
         port=config.server.port,
         loop="uvloop",
@@ -167,24 +173,40 @@ def _run_server(config: Config, log_level: str) -> None:
         proxy_headers=False,
         timeout_graceful_shutdown=config.server.shutdown_grace,
     )
-    _graceful_server()(settings).run()
+    _graceful_server(app, config.server.url)(settings).run()
 
 
-def _graceful_server() -> Any:
+def _graceful_server(app: FastAPI, url: str) -> Any:
+    import logging
     import signal
 
     import uvicorn
 
-    class Server(uvicorn.Server):
-        """Exits 0 after a SIGTERM, once in-flight requests have finished.
+    log = logging.getLogger("localgpt.api")
 
-        uvicorn re-raises the signal after its graceful shutdown, which makes the exit status
-        143 and tells a supervisor the stop went wrong; a completed shutdown is a success.
+    class Server(uvicorn.Server):
+        """Says when it is ready and where: once it listens and the default model can answer
+        (a model that fails to load is logged as such instead).
+
+        Exits 0 after a SIGTERM or Ctrl-C, once in-flight requests have finished. uvicorn
+        re-raises the signal after its graceful shutdown, which makes the exit status 143 (or
+        a KeyboardInterrupt, "Aborted!") and tells a supervisor the stop went wrong; a
+        completed shutdown is a success.
         """
+
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                ready = app.state.localgpt.ready  # set by the app's start-up
+                self._announce = asyncio.get_running_loop().create_task(self._ready(ready))
+
+        async def _ready(self, ready: asyncio.Event) -> None:
+            await ready.wait()
+            log.info("ready: API %s/v1, chat page %s/", url, url)
 
         def handle_exit(self, sig: int, frame: Any) -> None:
             super().handle_exit(sig, frame)
-            if sig == signal.SIGTERM and sig in self._captured_signals:
+            if sig in (signal.SIGTERM, signal.SIGINT) and sig in self._captured_signals:
                 self._captured_signals.remove(sig)
 
     return Server
