@@ -77,6 +77,71 @@ def test_unknown_keys_warn(tmp_path: Path) -> None:
     assert "providers.openai.api_kye" in joined
 
 
+def test_unknown_keys_suggest_the_nearest_known_key(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "[agent]\ndefualt_model = 'x'\n[server]\nprot = 1\n[channels]\nx = 1\n"
+        "[providers.openai]\napi_kye = 'a'\n[server.rate_limit]\nrequests_per_min = 5\n"
+    )
+    _, warnings = load_config(path)
+    assert sorted(warnings) == [
+        "unknown config key agent.defualt_model (ignored); did you mean agent.default_model?",
+        "unknown config key channels (ignored)",  # nothing near it
+        "unknown config key providers.openai.api_kye (ignored); did you mean "
+        "providers.openai.api_key?",
+        "unknown config key server.prot (ignored); did you mean server.port?",
+        "unknown config key server.rate_limit.requests_per_min (ignored); did you mean "
+        "server.rate_limit.requests_per_minute?",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("toml", "key", "given"),
+    [
+        ('[server]\nport = "31327"\n', "server.port", "'31327'"),
+        ('[providers.openai]\ntimeout = "30"\n', "providers.openai.timeout", "'30'"),
+        ('[agent]\ngateway_mode = "true"\n', "agent.gateway_mode", "'true'"),
+        ('[server.rate_limit]\nburst = "5"\n', "server.rate_limit.burst", "'5'"),
+        ("[server]\nport = 8080.0\n", "server.port", None),
+        ("[tools]\nshell = 1\n", "tools.shell", None),
+    ],
+)
+def test_a_number_or_boolean_of_the_wrong_type_is_an_error(
+    tmp_path: Path, toml: str, key: str, given: str | None
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert f"{key}: Input should be a valid" in message and "\n" not in message
+    if given:
+        assert f"not the string {given} (write numbers, true and false without quotes)" in message
+
+
+def test_numbers_may_come_from_the_environment_and_ints_fill_floats(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PORT", "8080")
+    monkeypatch.setenv("KEY", "12345678")
+    config = parse_config(
+        {
+            "server": {"port": "${PORT}", "rate_limit": {"enabled": "${LIMITS:-true}"}},
+            "providers": {"openai": {"timeout": 10, "api_key": "${KEY}"}},
+        }
+    )
+    assert config.server.port == 8080 and config.server.rate_limit.enabled is True
+    openai = config.providers["openai"]
+    assert openai.timeout == 10.0 and openai.api_key == "12345678"  # a string field stays text
+    assert type(openai.api_key) is str
+    monkeypatch.setenv("PORT", "eighty")
+    with pytest.raises(ConfigError) as err:
+        parse_config({"server": {"port": "${PORT}"}})
+    assert str(err.value).endswith(
+        "server.port: Input should be a valid integer, not the string 'eighty'"
+    )
+
+
 def test_custom_provider_names(tmp_path: Path) -> None:
     config = parse_config(
         {
@@ -172,7 +237,14 @@ def test_cli_config_init_then_show(tmp_path: Path) -> None:
     written.write_text('[providers.openai]\napi_key = "sk-secret-value-123"\n')
     shown = run_cli("config", "show", home=tmp_path)
     assert shown.returncode == 0 and "sk-secret-value-123" not in shown.stdout
-    assert tomllib.loads(shown.stdout)["providers"]["openai"]["api_key"] == "sk-****-123"
+    data = tomllib.loads(shown.stdout)
+    assert data["providers"]["openai"]["api_key"] == "sk-****-123"
+    # What unset keys mean in effect is shown too.
+    assert data["agent"]["default_model"] == "local/qwen2.5-coder-1.5b-instruct"
+    assert data["memory"]["workspace"] == str(tmp_path / "data/localgpt/workspace")
+    written.write_text('[providers.local]\nmodel_path = "/models/Mine-7B.Q4.gguf"\n')
+    shown = run_cli("config", "show", "--json", home=tmp_path)
+    assert json.loads(shown.stdout)["agent"]["default_model"] == "local/Mine-7B.Q4"
 
 
 def test_cli_invalid_config_is_one_clear_line(tmp_path: Path) -> None:

@@ -1,22 +1,33 @@
 """Configuration: LocalGPT's ``config.toml``, validated, with XDG paths and ``${ENV}`` expansion.
 
 The keys and defaults follow upstream LocalGPT so that an existing config file keeps working.
-Unknown keys are reported (so a typo is visible) but do not stop the server, because upstream
-files carry sections this implementation does not use.
+Unknown keys are reported with the nearest known key (so a typo is visible) but do not stop
+the server, because upstream files carry sections this implementation does not use. Numbers
+and booleans are strict: `port = "31327"` is an error, not quietly a number, unless the
+string came from `${VAR}` (an environment variable can only be text).
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 PROVIDER_TYPES = ("openai", "anthropic", "ollama", "local")
 ProviderType = Literal["openai", "anthropic", "ollama", "local"]
@@ -65,6 +76,11 @@ class Paths:
     def config_file(self) -> Path:
         return self.config_dir / "config.toml"
 
+    @property
+    def server_lock(self) -> Path:
+        """Held by the server that uses this state folder (its pid and address inside)."""
+        return self.state_dir / "server.lock"
+
 
 def default_config_path() -> Path:
     env = os.environ.get("LOCALGPT_CONFIG")
@@ -76,9 +92,40 @@ def default_config_path() -> Path:
 # --- The model ------------------------------------------------------------------------------
 
 
+class _FromEnv(str):
+    """A string that ``${VAR}`` expansion produced."""
+
+
+def _env_scalar(value: str, annotation: Any) -> Any:
+    """``value`` as the number or boolean the field takes, if it reads as one."""
+    kinds = set(get_args(annotation)) or {annotation}
+    text = value.strip()
+    if bool in kinds and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if int in kinds and re.fullmatch(r"[+-]?[0-9]+", text):
+        return int(text)
+    if float in kinds:
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    return value
+
+
 class _Section(BaseModel):
     # Each field's docstring is its description: `localgpt config reference` prints them.
-    model_config = ConfigDict(extra="allow", frozen=True, use_attribute_docstrings=True)
+    # Strict: a quoted number or boolean is a mistake to report, not to guess at.
+    model_config = ConfigDict(
+        extra="allow", frozen=True, use_attribute_docstrings=True, strict=True
+    )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_from_env(cls, value: Any, info: ValidationInfo) -> Any:
+        """``port = "${PORT}"`` works: an environment variable can only hold text."""
+        if isinstance(value, _FromEnv) and info.field_name in cls.model_fields:
+            return _env_scalar(value, cls.model_fields[info.field_name].annotation)
+        return value
 
 
 class AgentConfig(_Section):
@@ -266,6 +313,22 @@ class ServerConfig(_Section):
     """Seconds a client may take to send a request's body once its headers are in."""
     max_buffered_bytes: int = Field(256 * 1024 * 1024, gt=0)
     """Upstream answers held in memory at once, all requests together; past it, 503."""
+    allow_shared_state: bool = False
+    """Let a second server start on the same state folder. Off: `localgpt serve` holds
+    `$XDG_STATE_HOME/localgpt/server.lock` while it runs and a second one is refused, because
+    two servers would write the same sessions and memory index."""
+
+    @property
+    def url(self) -> str:
+        """Where the server listens, as a client on this machine reaches it."""
+        host = self.bind.strip("[]")
+        if host in ("", "0.0.0.0"):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
 
     def api_keys(self) -> list[KeyConfig]:
         tokens = self.auth_token
@@ -402,7 +465,8 @@ def _expand(value: Any, where: str) -> Any:
                 return default
             raise ConfigError(f"{where}: environment variable {var} is not set")
 
-        return _ENV_REF.sub(sub, value)
+        expanded = _ENV_REF.sub(sub, value)
+        return _FromEnv(expanded) if _ENV_REF.search(value) else value
     if isinstance(value, dict):
         return {k: _expand(v, f"{where}.{k}" if where else k) for k, v in value.items()}
     if isinstance(value, list):
@@ -429,9 +493,13 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
 
 
 def _unknown_keys(model: BaseModel, prefix: str = "") -> list[str]:
+    """A warning for each key the model does not know, naming the nearest known one."""
     found: list[str] = []
+    known = list(type(model).model_fields)
     for key in model.model_extra or {}:
-        found.append(f"{prefix}{key}")
+        near = difflib.get_close_matches(str(key), known, n=1)
+        hint = f"; did you mean {prefix}{near[0]}?" if near else ""
+        found.append(f"unknown config key {prefix}{key} (ignored){hint}")
     for name in type(model).model_fields:
         value = getattr(model, name)
         if isinstance(value, BaseModel):
@@ -443,6 +511,9 @@ def _unknown_keys(model: BaseModel, prefix: str = "") -> list[str]:
     return found
 
 
+_SCALAR_ERRORS = frozenset({"int_type", "float_type", "bool_type"})
+
+
 def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
     """Validate parsed TOML; every problem is reported with its dotted key."""
     try:
@@ -451,7 +522,13 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
     except ValidationError as exc:
         found: dict[str, str] = {}
         for err in exc.errors():
-            found.setdefault(_format_loc(err["loc"]), err["msg"].removeprefix("Value error, "))
+            message = err["msg"].removeprefix("Value error, ")
+            given = err.get("input")
+            if err["type"] in _SCALAR_ERRORS and isinstance(given, str):
+                message += f", not the string {str(given)!r}"
+                if not isinstance(given, _FromEnv):
+                    message += " (write numbers, true and false without quotes)"
+            found.setdefault(_format_loc(err["loc"]), message)
         # A union reports each branch it tried; the deepest key is the one to fix.
         deepest = [
             k for k in found if not any(o != k and o.startswith((f"{k}.", f"{k}[")) for o in found)
@@ -479,8 +556,7 @@ def load_config(path: Path | str | None = None) -> tuple[Config, list[str]]:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from None
     config = parse_config(data, str(file))
-    warnings = [f"unknown config key {key} (ignored)" for key in _unknown_keys(config)]
-    return config, warnings
+    return config, _unknown_keys(config)
 
 
 SECRET_KEYS = frozenset({"api_key", "auth_token"})
@@ -494,7 +570,8 @@ _URL_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", re.IGNORECASE)
 
 
 def effective_dict(config: Config) -> dict[str, Any]:
-    """The config as plain data with secrets masked, for ``localgpt config show``."""
+    """The config as plain data with secrets masked, for ``localgpt config show``; the
+    default model and the workspace are shown as they take effect, also when unset."""
 
     def clean(value: Any, key: str = "", secret: bool = False) -> Any:
         if isinstance(value, dict):
@@ -515,6 +592,9 @@ def effective_dict(config: Config) -> dict[str, Any]:
         return value
 
     data: dict[str, Any] = clean(config.model_dump(mode="json"))
+    # What an unset key means in effect: the model that answers, the folder that is read.
+    data["agent"]["default_model"] = config.default_model
+    data["memory"]["workspace"] = str(config.workspace)
     return data
 
 

@@ -297,3 +297,46 @@ def test_a_late_rewrite_does_not_bring_a_deleted_session_back(tmp_path: Path) ->
     session.model = "late-change"  # a compaction or a model change that was already running
     assert store.rewrite(session) is False
     assert list(tmp_path.iterdir()) == []
+
+
+def test_opening_the_store_removes_temporary_files_a_crash_left(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import os
+    import time
+
+    from localgpt.agent.sessions import SessionStore
+
+    session = SessionStore(tmp_path).create()
+    stale = tmp_path / f".{session.id}.jsonl.k3x_9qz0.tmp"  # a rewrite killed before its rename
+    fresh = tmp_path / f".{session.id}.jsonl.a1b2c3d4.tmp"  # a rewrite still running elsewhere
+    for path in (stale, fresh):
+        path.write_text("{half")
+    os.utime(stale, (time.time() - 120, time.time() - 120))
+    with caplog.at_level("INFO", logger="localgpt.memory"):
+        store = SessionStore(tmp_path)
+    assert not stale.exists() and fresh.exists()
+    assert f"removed {stale}" in caplog.text
+    assert [s.id for s in store.all()] == [session.id]
+
+
+def test_the_server_removes_temporary_files_a_crash_left_at_start(
+    tmp_path: Path, openai_upstream: FakeOpenAI
+) -> None:
+    import os
+
+    home = tmp_path / "home"
+    sessions = home / "state" / "localgpt" / "sessions"
+    workspace = home / "data" / "localgpt" / "workspace"
+    stale = [sessions / ".0123.jsonl.abcdefgh.tmp", workspace / "memory" / ".x.md.12345678.tmp"]
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("half")
+        os.utime(path, (0, 0))
+    server = start_server(config(openai_upstream.url), home)
+    try:
+        assert not any(path.exists() for path in stale)
+        for path in stale:
+            assert f"removed {path}, left by an interrupted write" in server.log()
+    finally:
+        server.stop()

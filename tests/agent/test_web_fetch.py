@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from aiohttp import web
 
-from localgpt.agent.web import FetchError, fetch
+from localgpt.agent.web import FetchError, _public, fetch
 from tests.fakes import FakeServer
 
 
@@ -73,6 +73,35 @@ def run(
 def test_non_public_targets_are_refused_before_connecting(url: str) -> None:
     with pytest.raises(FetchError, match="refused"):
         run(url)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "::127.0.0.1",  # IPv4-compatible
+        "::10.0.0.1",
+        "::ffff:169.254.169.254",  # IPv4-mapped
+        "64:ff9b::127.0.0.1",  # NAT64, well-known prefix
+        "64:ff9b::c0a8:1",  # 192.168.0.1
+        "64:ff9b:1::a00:1",  # NAT64, local-use prefix
+        "64:ff9b:1:a00:1::",
+        "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+        "2002:a9fe:a9fe::",  # 6to4 of 169.254.169.254
+        "2002:6440:1::",  # 6to4 of 100.64.0.1
+    ],
+)
+def test_ipv6_forms_of_a_private_ipv4_address_are_refused(address: str) -> None:
+    assert not _public(address)
+    with pytest.raises(FetchError, match="refused"):
+        run(f"http://[{address}]:9/")
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1"],
+)
+def test_ipv6_forms_of_a_public_ipv4_address_stay_public(address: str) -> None:
+    assert _public(address)
 
 
 def test_loopback_site_is_refused_unless_allowed(sites: tuple[Site, Site]) -> None:

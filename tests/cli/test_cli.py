@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.conftest import free_port, gateway_config, isolated_env
@@ -97,6 +98,18 @@ def test_memory_commands(tmp_path: Path) -> None:
     assert reindexed["chunks_total"] >= 5 and reindexed["stopped"] is False
     stats = json.loads(run(tmp_path, "memory", "stats", "--json").stdout)
     assert stats["files"] == 5 and stats["model"] == "all-minilm-l6-v2"
+    assert isinstance(stats["last_reindex"], float)  # JSON keeps the unix time
+    text = run(tmp_path, "memory", "stats").stdout
+    shown = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stats["last_reindex"]))
+    assert f"\nlast_reindex: {shown}\n" in text  # the terminal gets a local date and time
+
+
+def test_version(tmp_path: Path) -> None:
+    from localgpt import __version__
+
+    done = run(tmp_path, "--version")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"localgpt {__version__}\n"
 
 
 def test_doctor_reports_and_says_what_to_fix(tmp_path: Path, openai_upstream: FakeOpenAI) -> None:

@@ -7,6 +7,7 @@ import random
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from datetime import date, timedelta
@@ -383,3 +384,45 @@ def test_markdown_files_skips_hidden_foreign_and_escaping_files(
     for name in (".draft.md", ".git/x.md", "escape.md", "outdir/out.md", "knowledge/c.txt"):
         assert ws.markdown_file(name) is None
     assert ws.markdown_file("../ws/MEMORY.md") is None
+
+
+# --- what a crash leaves --------------------------------------------------------------------
+
+
+def leftover(folder: Path, name: str, age: float = 120) -> Path:
+    """A temporary file as ``atomic_write`` makes them, last written ``age`` seconds ago."""
+    fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+    os.write(fd, b"half a file")
+    os.close(fd)
+    then = time.time() - age
+    os.utime(temp, (then, then))
+    return Path(temp)
+
+
+def test_ensure_removes_temporary_files_a_crash_left(
+    ws: Workspace, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = ws.root
+    (root / "knowledge" / "deep").mkdir()
+    stale = [
+        leftover(root, "MEMORY.md"),
+        leftover(root / "memory", f"{TODAY}.md"),
+        leftover(root / "knowledge" / "deep", "notes.md"),
+    ]
+    in_flight = leftover(root, "USER.md", age=5)  # another process may be writing it now
+    mine = root / ".draft.tmp"  # the user's own file, not named like ours
+    mine.write_text("keep")
+    os.utime(mine, (0, 0))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    beyond = leftover(outside, "secret.md")
+    (root / "linked").symlink_to(outside)  # a symlinked folder is not followed
+    link = root / ".MEMORY.md.abcd1234.tmp"  # a symlink named like ours is not removed
+    link.symlink_to(beyond)
+    with caplog.at_level("INFO", logger="localgpt.memory"):
+        ws.ensure()
+    assert not any(path.exists() for path in stale)
+    assert in_flight.exists() and mine.exists() and beyond.exists() and link.is_symlink()
+    for path in stale:
+        assert f"removed {path}, left by an interrupted write" in caplog.text
+    assert str(beyond) not in caplog.text

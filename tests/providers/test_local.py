@@ -248,11 +248,31 @@ def test_what_the_local_model_cannot_honour_is_refused(local: Server) -> None:
         ({"n": 2}, "n"),
         ({"messages": [image]}, "messages[0].content[0]"),
         ({"audio": {"voice": "x"}}, "audio"),
-        ({"messages": [{"role": "user", "content": "x", "name": "ann"}]}, "messages[0].name"),
     ]:
         resp = post_chat(local.url, {"model": SMOLLM, "messages": user("x"), **extra})
         assert resp.status_code == 400, resp.text
         assert error_of(resp)["param"] == param
+
+
+def test_a_participant_name_reaches_the_local_model(local: Server) -> None:
+    def prompt_tokens(message: dict[str, object]) -> int:
+        body = {"model": SMOLLM, "messages": [message], "max_tokens": 1}
+        resp = post_chat(local.url, body)
+        assert resp.status_code == 200, resp.text
+        return int(resp.json()["usage"]["prompt_tokens"])
+
+    plain = prompt_tokens({"role": "user", "content": "What is the capital of France?"})
+    named = prompt_tokens(
+        {"role": "user", "content": "What is the capital of France?", "name": "Annabelle"}
+    )
+    parts = prompt_tokens(
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "What is the capital of France?"}],
+            "name": "Annabelle",
+        }
+    )
+    assert named > plain and parts == named  # "Annabelle: " is in the prompt, either way
 
 
 def test_context_overflow_is_context_length_exceeded(local: Server) -> None:

@@ -41,6 +41,33 @@ def client(server: Server) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
 
 
+def test_participant_names_are_written_into_the_text(
+    server: Server, ollama_upstream: FakeOllama
+) -> None:
+    messages = [
+        {"role": "system", "content": "Be terse.", "name": "ops"},
+        {"role": "user", "content": "hello", "name": "ann"},
+        {"role": "assistant", "content": "hi ann", "name": "bot"},
+        {
+            "role": "user",
+            "name": "ann",
+            "content": [
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+                {"type": "text", "text": "what is this?"},
+            ],
+        },
+    ]
+    resp = post_chat(server.url, {"model": "ollama/llama3", "messages": messages})
+    assert resp.status_code == 200, resp.text
+    sent = ollama_upstream.last_body()["messages"]
+    assert {"role": "system", "content": "ops: Be terse."} in sent
+    assert [m for m in sent if m["role"] != "system"] == [
+        {"role": "user", "content": "ann: hello"},
+        {"role": "assistant", "content": "bot: hi ann"},
+        {"role": "user", "content": "ann: what is this?", "images": ["AAAA"]},
+    ]
+
+
 def test_bare_names_route_to_ollama_with_options(
     client: openai.OpenAI, ollama_upstream: FakeOllama
 ) -> None:

@@ -2,10 +2,11 @@
 
 Files live in ``$XDG_STATE_HOME/localgpt/sessions/`` with mode 0600. A turn's new messages are
 appended in one write and fsynced; anything that rewrites a session (compaction, clearing,
-a model change) writes a temporary file and renames it over the old one. A process killed at
-any moment therefore loses at most the turn in flight: a line that does not parse (a torn
-last line) is skipped on load with a warning, and the next append starts on a new line, so
-turns saved after it are never hidden by it.
+a model change) writes a temporary file and renames it over the old one; one that a crash
+left behind is removed when the store is next opened. A process killed at any moment
+therefore loses at most the turn in flight: a line that does not parse (a torn last line) is
+skipped on load with a warning, and the next append starts on a new line, so turns saved
+after it are never hidden by it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localgpt.memory.workspace import atomic_write
+from localgpt.memory.workspace import atomic_write, remove_stale_temp_files
 
 _ID = re.compile(r"[0-9a-f]{32}")
 VERSION = 1
@@ -73,6 +74,7 @@ class SessionStore:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._cache: dict[str, Session] = {}
+        remove_stale_temp_files(folder)  # a crash in the middle of a rewrite leaves one
 
     def _path(self, session_id: str) -> Path:
         return self.folder / f"{session_id}.jsonl"

@@ -1,7 +1,8 @@
 """``web_fetch``: read a public web page, with no way to reach the machine's own network.
 
 Every hop, redirects included, is checked before it is made: the host must resolve only to
-public addresses (no loopback, private, link-local, shared or reserved ranges), and the
+public addresses (no loopback, private, link-local, shared or reserved ranges, also not
+inside an IPv6 address that embeds one: mapped, compatible, NAT64 or 6to4), and the
 connection then goes to exactly the addresses that were checked, so DNS cannot change its
 answer in between. Size and time are capped. ``allow`` names ``host:port`` pairs the user
 trusts anyway (an intranet wiki, a local docs server); a redirect from one is checked afresh.
@@ -28,10 +29,29 @@ class FetchError(Exception):
     """A refused or failed fetch, worded for the model."""
 
 
+# IPv6 forms that carry an IPv4 address in their low 32 bits and reach it: IPv4-compatible
+# (::a.b.c.d, deprecated but still routed by some stacks) and NAT64's well-known prefix.
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# The local-use NAT64 prefix (RFC 8215) is never public, and where the IPv4 address sits in it
+# depends on the prefix length the operator chose, so the whole block is refused.
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
 def _public(address: str) -> bool:
+    """Whether ``address`` is on the public internet, judging an IPv4 address embedded in an
+    IPv6 one (mapped, compatible, NAT64, 6to4) by itself: ``::ffff:127.0.0.1``,
+    ``::127.0.0.1``, ``64:ff9b::7f00:1`` and ``2002:7f00:1::`` all reach loopback."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _LOCAL_NAT64:
+            return False
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif ip.sixtofour is not None:
+            ip = ip.sixtofour
+        elif ip in _IPV4_COMPATIBLE or ip in _NAT64:
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return ip.is_global and not ip.is_multicast
 
 

@@ -89,9 +89,8 @@ def _config(path: Path, warnings: list[str]) -> Check:
 
 
 async def _providers(config: Config, files: ModelFiles) -> list[Check]:
-    from localgpt.providers.router import Router
-
     from localgpt.providers.catalog import Catalog
+    from localgpt.providers.router import Router
 
     router = Router(config)
     checks = []
@@ -354,10 +353,16 @@ def host_port(host: str, port: int) -> str:
 
 
 def _port(config: Config) -> Check:
-    """Whether the server could listen where the config says. Like the server (asyncio's
+    return port_check(config.server.bind, config.server.port)
+
+
+def port_check(bind: str, port: int, serving: bool = False) -> Check:
+    """Whether the server could listen on ``bind:port``. Like the server (asyncio's
     ``create_server``), every address the bind name resolves to is tried, with
-    SO_REUSEADDR, and an IPv6 socket takes IPv6 only."""
-    bind, port = config.server.bind.strip("[]"), config.server.port
+    SO_REUSEADDR, and an IPv6 socket takes IPv6 only. A LocalGPT server already answering
+    there is fine for the doctor, but a failure when ``serving`` (``localgpt serve`` checks
+    before it loads anything)."""
+    bind = bind.strip("[]")
     shown = host_port(bind, port)
     try:
         infos = socket.getaddrinfo(bind, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -398,14 +403,12 @@ def _port(config: Config) -> Check:
                 )
     if not taken:
         return Check("port", "ok", f"{shown} is free")
+    fix = "stop it, or set [server] port (or `localgpt serve --port`)"
     if all(_answers(family, host, port) for family, host in taken):
+        if serving:
+            return Check("port", "fail", f"{shown} is taken by a LocalGPT server", fix)
         return Check("port", "ok", f"{shown}: a LocalGPT server answers there")
-    return Check(
-        "port",
-        "fail",
-        f"{shown} is taken by another program",
-        "stop it, or set [server] port (or `localgpt serve --port`)",
-    )
+    return Check("port", "fail", f"{shown} is taken by another program", fix)
 
 
 def _answers(family: int, host: str, port: int) -> bool:

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from localgpt.config import Config
 
 app = typer.Typer(
@@ -43,11 +45,34 @@ ConfigOption = Annotated[
 ]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from localgpt import __version__
+
+        print(f"localgpt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """A local-first AI assistant with memory and an OpenAI-compatible API."""
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     from rich.console import Console
     from rich.markup import escape
 
-    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    # One line, however long: the terminal wraps it, a log or a test reads it whole.
+    Console(stderr=True, soft_wrap=True).print(
+        f"[bold red]error:[/] {escape(message)}", highlight=False
+    )
     return typer.Exit(code)
 
 
@@ -91,10 +116,11 @@ def serve(
     log_format: Annotated[str, typer.Option(help="text, or json: one object a line.")] = "text",
 ) -> None:
     """Run the HTTP server: the OpenAI-compatible API and the native API."""
-    import uvicorn
+    import logging
 
-    from localgpt.api.app import create_app
-    from localgpt.api.connections import GuardedProtocol
+    from localgpt.cli.doctor import port_check
+    from localgpt.cli.lock import LockHeld, ServerLock
+    from localgpt.config import Paths
 
     config = load(config_path)
     bind = host or config.server.bind
@@ -106,11 +132,38 @@ def serve(
             '"${LOCALGPT_TOKEN}" with LOCALGPT_TOKEN from `openssl rand -hex 32`, or bind to '
             "127.0.0.1."
         )
-    setup_logging(log_level, log_format)
+    # The app sees the address it is served on (its "ready" line names it).
+    server = config.server.model_copy(update={"bind": bind, "port": listen_port})
+    config = config.model_copy(update={"server": server})
+    # Refused here, in one line, before anything is loaded: not after a model has loaded.
+    lock = ServerLock(Paths.from_env().server_lock)
+    if not config.server.allow_shared_state:
+        try:
+            lock.acquire(config.server.url)
+        except LockHeld as exc:
+            raise _fail(str(exc), 1) from None
+    try:
+        check = port_check(bind, listen_port, serving=True)
+        if check.status == "fail":
+            raise _fail(f"{check.detail}; {check.fix}", 1)
+        setup_logging(log_level, log_format)
+        _run_server(config, log_level)
+    finally:
+        lock.release()
+    logging.getLogger("localgpt.api").info("stopped; goodbye")
+
+
+def _run_server(config: Config, log_level: str) -> None:
+    import uvicorn
+
+    from localgpt.api.app import create_app
+    from localgpt.api.connections import GuardedProtocol
+
+    app = create_app(config)
     settings = uvicorn.Config(
-        create_app(config),
-        host=bind,
-        port=listen_port,
+        app,
+        host=config.server.bind,
+        port=config.server.port,
         loop="uvloop",
         http=GuardedProtocol.with_timeouts(
             config.server.header_timeout, config.server.body_timeout
@@ -123,24 +176,40 @@ def serve(
         proxy_headers=False,
         timeout_graceful_shutdown=config.server.shutdown_grace,
     )
-    _graceful_server()(settings).run()
+    _graceful_server(app, config.server.url)(settings).run()
 
 
-def _graceful_server() -> Any:
+def _graceful_server(app: FastAPI, url: str) -> Any:
+    import logging
     import signal
 
     import uvicorn
 
-    class Server(uvicorn.Server):
-        """Exits 0 after a SIGTERM, once in-flight requests have finished.
+    log = logging.getLogger("localgpt.api")
 
-        uvicorn re-raises the signal after its graceful shutdown, which makes the exit status
-        143 and tells a supervisor the stop went wrong; a completed shutdown is a success.
+    class Server(uvicorn.Server):
+        """Says when it is ready and where: once it listens and the default model can answer
+        (a model that fails to load is logged as such instead).
+
+        Exits 0 after a SIGTERM or Ctrl-C, once in-flight requests have finished. uvicorn
+        re-raises the signal after its graceful shutdown, which makes the exit status 143 (or
+        a KeyboardInterrupt, "Aborted!") and tells a supervisor the stop went wrong; a
+        completed shutdown is a success.
         """
+
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                ready = app.state.localgpt.ready  # set by the app's start-up
+                self._announce = asyncio.get_running_loop().create_task(self._ready(ready))
+
+        async def _ready(self, ready: asyncio.Event) -> None:
+            await ready.wait()
+            log.info("ready: API %s/v1, chat page %s/", url, url)
 
         def handle_exit(self, sig: int, frame: Any) -> None:
             super().handle_exit(sig, frame)
-            if sig == signal.SIGTERM and sig in self._captured_signals:
+            if sig in (signal.SIGTERM, signal.SIGINT) and sig in self._captured_signals:
                 self._captured_signals.remove(sig)
 
     return Server
@@ -598,6 +667,8 @@ def memory_stats(
         print(json.dumps(stats, indent=2, default=str))
         return
     for key, value in stats.items():
+        if key == "last_reindex" and isinstance(value, int | float):
+            value = _when(value, seconds=True)  # a unix time: the local date and time
         print(f"{key}: {value}")
 
 
@@ -621,10 +692,11 @@ def _find_session(store: Any, session_id: str) -> Any:
     raise _fail(f"no session {session_id} (see `localgpt sessions list`)", 1)
 
 
-def _when(timestamp: float) -> str:
+def _when(timestamp: float, seconds: bool = False) -> str:
     import time
 
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
+    shape = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
+    return time.strftime(shape, time.localtime(timestamp))
 
 
 @sessions_app.command("list")

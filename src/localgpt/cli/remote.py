@@ -27,14 +27,7 @@ PROBE_SECONDS = 0.5
 
 def server_url(config: Config) -> str:
     """Where the configured server listens, as a client reaches it."""
-    host = config.server.bind.strip("[]")
-    if host in ("", "0.0.0.0"):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{config.server.port}"
+    return config.server.url
 
 
 def api_key(config: Config) -> str | None:

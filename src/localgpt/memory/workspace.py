@@ -3,7 +3,8 @@
 ``MEMORY.md`` holds lasting facts, ``memory/YYYY-MM-DD.md`` the day's log, ``SOUL.md`` and
 friends shape the assistant; all of them are plain files the user may edit. Every path that
 comes from a model or a user is confined to the root by ``resolve``, symlinks included.
-Writes replace the file atomically, so a crash leaves the old content or the new, never half.
+Writes replace the file atomically, so a crash leaves the old content or the new, never half
+(and a temporary file, removed at the next start).
 Reads return at most ``READ_MAX_LINES`` lines or ``READ_MAX_BYTES`` bytes at once, and refuse
 hidden files and folders and anything that is not UTF-8 text.
 """
@@ -11,14 +12,19 @@ hidden files and folders and anything that is not UTF-8 text.
 from __future__ import annotations
 
 import codecs
+import logging
 import os
+import re
 import stat
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
+
+log = logging.getLogger("localgpt.memory")
 
 # The system-prompt context, in order; {today} and {yesterday} are ISO dates. The files that
 # change least come first, so a change leaves the longest prefix in a model's prompt cache.
@@ -42,6 +48,10 @@ READ_MAX_BYTES = 64 * 1024
 CUT_NOTE = "[... cut: "  # starts the last line of a read cut at the limits
 _COUNT_MAX_BYTES = 32 * 1024 * 1024  # larger files are not scanned for their line count
 _SNIFF_BYTES = 8192  # a NUL byte in this much of the start marks a binary file, read or not
+# atomic_write's temporary files: ".NAME." + mkstemp's eight random characters + ".tmp".
+_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+# A younger temporary file may be another process's write in flight, not a crash's leftover.
+TEMP_MAX_AGE = 60.0
 
 STARTERS = {
     "MEMORY.md": (
@@ -95,9 +105,11 @@ class Workspace:
         self._write_lock = threading.Lock()  # appends read, then replace: one at a time
 
     def ensure(self) -> None:
-        """Create the folders and starter files that are missing; never overwrite a file."""
+        """Create the folders and starter files that are missing; never overwrite a file.
+        Temporary files that a crash left behind are removed."""
         for folder in (self.root, self.root / "memory", self.root / "knowledge"):
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        remove_stale_temp_files(self.root)
         for name, text in STARTERS.items():
             try:
                 fd = os.open(self.root / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, NEW_FILE_MODE)
@@ -372,3 +384,30 @@ def atomic_write(path: Path, data: bytes) -> None:
         os.fsync(folder)
     finally:
         os.close(folder)
+
+
+def remove_stale_temp_files(folder: Path, max_age: float = TEMP_MAX_AGE) -> list[Path]:
+    """Remove what ``atomic_write`` leaves when its process dies before the rename: files
+    named like its temporary files anywhere under ``folder``, last written more than
+    ``max_age`` seconds ago. Symlinks are neither followed (a symlinked folder may lead out
+    of ``folder``) nor removed. Each removal is logged; the removed paths are returned."""
+    removed: list[Path] = []
+    cutoff = time.time() - max_age
+    for parent, _dirs, names in os.walk(folder):  # does not descend into symlinked folders
+        for name in names:
+            if not _TEMP_NAME.fullmatch(name):
+                continue
+            path = Path(parent) / name
+            try:
+                info = path.lstat()
+                if not stat.S_ISREG(info.st_mode) or info.st_mtime > cutoff:
+                    continue
+                path.unlink()
+            except FileNotFoundError:
+                continue  # removed meanwhile
+            except OSError as exc:
+                log.warning("cannot remove %s, left by an interrupted write: %s", path, exc)
+                continue
+            log.info("removed %s, left by an interrupted write", path)
+            removed.append(path)
+    return removed

@@ -30,6 +30,7 @@ from localgpt.providers.base import (
     UnsupportedParameter,
     Usage,
     check_params,
+    name_in_content,
     no_text_completions,
     parse_arguments,
     stream_cut_error,
@@ -388,10 +389,7 @@ def convert_messages(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str
 
     for i, message in enumerate(messages):
         role = message["role"]
-        if message.get("name") and role not in ("function", "tool"):  # on tool: redundant
-            raise UnsupportedParameter(
-                f"messages[{i}].name", "Anthropic models do not take participant names."
-            )
+        message = name_in_content(message)  # no field for a participant name: in the text
         if role in ("system", "developer"):
             text = text_of(message["content"])
             if text:

@@ -315,6 +315,31 @@ def text_of(content: Any) -> str:
     )
 
 
+def name_in_content(message: dict[str, Any]) -> dict[str, Any]:
+    """``message`` with its participant ``name`` written into its text, for the providers
+    whose messages have no field for one (Anthropic, Ollama, the embedded model's chat
+    template): the text starts ``"{name}: "``, the form of a chat transcript, so the model
+    still sees who spoke. In a list of parts, the first text part gets the prefix, or a text
+    part holding it goes first. A message without text to label (an assistant turn of tool
+    calls only) just loses the key; a tool message's name (its tool's) stays as it is."""
+    name = message.get("name")
+    if not name or message.get("role") in ("tool", "function"):
+        return message
+    out = {k: v for k, v in message.items() if k != "name"}
+    content = message.get("content")
+    label = f"{name}: "
+    if isinstance(content, str):
+        out["content"] = label + content
+    elif isinstance(content, list):
+        parts = list(content)
+        if parts and parts[0].get("type") == "text":
+            parts[0] = {**parts[0], "text": label + parts[0].get("text", "")}
+        else:
+            parts.insert(0, {"type": "text", "text": label})
+        out["content"] = parts
+    return out
+
+
 def no_text_completions(provider: str, model: str) -> ProviderError:
     """What OpenAI answers when a chat-only model is asked for a legacy completion."""
     return ProviderError(

@@ -37,6 +37,7 @@ from localgpt.providers.base import (
     Usage,
     check_params,
     collect,
+    name_in_content,
 )
 from localgpt.providers.local_models import (
     PACKAGED,
@@ -325,7 +326,7 @@ class LocalProvider:
 
     async def count_tokens(self, model: str, messages: list[dict[str, Any]]) -> int:
         engine = await self.engine(model)
-        return await engine.count_tokens(messages)
+        return await engine.count_tokens([name_in_content(m) for m in messages])
 
     async def warm_up(self, model: str) -> None:
         """Load a model ahead of its first request."""
@@ -397,12 +398,9 @@ class LocalProvider:
         check_params(params, SUPPORTED, "local")
         if params.get("n", 1) != 1:
             raise UnsupportedParameter("n", "Local models return one choice; n must be 1.")
-        for i, message in enumerate(request.messages):
-            if message.get("name") and message.get("role") != "tool":  # on tool: redundant
-                raise UnsupportedParameter(
-                    f"messages[{i}].name",
-                    "The local model's chat template has no place for a participant name.",
-                )
+        # Chat templates have no place for a participant name: it goes into the text.
+        messages = [name_in_content(message) for message in request.messages]
+        for i, message in enumerate(messages):
             content = message.get("content")
             if isinstance(content, list):
                 for j, part in enumerate(content):
@@ -412,7 +410,7 @@ class LocalProvider:
                             f"This local model does not take '{part.get('type')}' content.",
                         )
         body: dict[str, Any] = {k: params[k] for k in PASSTHROUGH if k in params}
-        body["messages"] = request.messages
+        body["messages"] = messages
         body["max_tokens"] = (
             params.get("max_completion_tokens") or params.get("max_tokens") or self.max_tokens
         )

@@ -29,6 +29,7 @@ from localgpt.providers.base import (
     UnsupportedParameter,
     Usage,
     check_params,
+    name_in_content,
     no_text_completions,
     parse_arguments,
     stream_cut_error,
@@ -259,10 +260,7 @@ def convert_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     names: dict[str, str] = {}  # tool call id -> tool name, for tool results
     for i, message in enumerate(messages):
         role = message["role"]
-        if message.get("name") and role not in ("function", "tool"):  # on tool: redundant
-            raise UnsupportedParameter(
-                f"messages[{i}].name", "Ollama models do not take participant names."
-            )
+        message = name_in_content(message)  # no field for a participant name: in the text
         content = message.get("content")
         if role in ("system", "developer"):
             out.append({"role": "system", "content": text_of(content)})
