@@ -19,13 +19,15 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from localgpt.agent.remember import remember_request, to_the_user
 from localgpt.config import MemoryConfig
-from localgpt.memory.index import SearchResult
-from localgpt.memory.manager import Memory, Remembered
 from localgpt.providers.base import text_of
+
+if TYPE_CHECKING:  # the index pulls in numpy: not in a gateway's memory
+    from localgpt.memory.index import SearchResult
+    from localgpt.memory.manager import Memory, Remembered
 
 log = logging.getLogger("localgpt.agent")
 
