@@ -30,7 +30,7 @@ TTFT_PAIRS = 25
 
 def model_path() -> Path:
     from localgpt.config import Paths
-    from localgpt.providers.local_models import PACKAGED, prepare
+    from localgpt.providers.local.models import PACKAGED, prepare
 
     return prepare(PACKAGED[MODEL], Paths.from_env().cache_dir)
 

@@ -58,7 +58,7 @@ async def prompt_parts(home: Path) -> dict[str, int]:
     from localgpt.agent.tools import Permissions
     from localgpt.config import Config
     from localgpt.memory.manager import Memory
-    from localgpt.providers import local_tools
+    from localgpt.providers.local import decisions as local_tools
     from localgpt.providers.router import Router
 
     config = Config()

@@ -11,7 +11,7 @@ from typing import Any
 import openai
 import pytest
 
-from localgpt.agent.agent import TRIMMED
+from localgpt.agent.budget import TRIMMED
 from tests.conftest import Server, gateway_config
 from tests.fakes import FakeCall, Script
 from tests.fakes.openai_fake import FakeOpenAI

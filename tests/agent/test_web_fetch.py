@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from aiohttp import web
 
-from localgpt.agent.web import FetchError, _public, fetch
+from localgpt.agent.fetch import FetchError, _public, fetch
 from tests.fakes import FakeServer
 
 

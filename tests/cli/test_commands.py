@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from localgpt.agent.sessions import Session, SessionStore
 from localgpt.cli import main
-from localgpt.providers import local_models
+from localgpt.cli import models as model_commands
+from localgpt.providers.local import models as local_models
 from tests.conftest import isolated_env
 
 
@@ -139,7 +140,9 @@ def test_model_prepare_progress_restarts_for_the_join(
 
     monkeypatch.setitem(local_models.PACKAGED, "fake-model", fake)
     monkeypatch.setattr(local_models, "prepare", prepare)
-    monkeypatch.setattr(main, "_progress", lambda *columns: Checked(*columns, transient=True))
+    monkeypatch.setattr(
+        model_commands, "progress", lambda *columns: Checked(*columns, transient=True)
+    )
     done = invoke("model", "prepare", "fake-model", "--json")
     assert done.exit_code == 0, done.output
     assert json.loads(done.stdout)["path"] == str(cached)

@@ -11,17 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from localgpt.api.render import StreamRenderer
+from localgpt.api.render.openai import ChatChunks
 from localgpt.providers import anthropic, ollama
-from localgpt.providers.base import (
-    Finish,
-    StreamEvent,
-    TextDelta,
-    ToolCallDelta,
-    UnsupportedParameter,
-    Usage,
-    text_of,
-)
+from localgpt.providers.errors import UnsupportedParameter
+from localgpt.providers.events import Finish, StreamEvent, TextDelta, ToolCallDelta, Usage
+from localgpt.providers.messages import text_of
 from localgpt.providers.openai_format import parse_chunk
 
 text = st.text(min_size=1, max_size=40)
@@ -162,7 +156,7 @@ events = st.one_of(
 def test_any_event_sequence_renders_a_valid_openai_stream(
     batches: list[list[StreamEvent]], include_usage: bool
 ) -> None:
-    renderer = StreamRenderer("m", include_usage)
+    renderer = ChatChunks("m", include_usage)
     raw = b"".join(renderer.render(batch) for batch in batches) + renderer.end()
     data = [line[6:] for line in raw.decode().split("\n\n") if line]
     assert data[-1] == "[DONE]"
@@ -246,7 +240,7 @@ def test_a_streamed_decision_yields_exactly_its_calls(
 ) -> None:
     """However the model's decision is split into tokens, the streamed argument pieces join
     into exactly the arguments of the final decision."""
-    from localgpt.providers.local_tools import CallStream
+    from localgpt.providers.local.decisions import CallStream
 
     raw = json.dumps(value, indent=2 if spaced else None, ensure_ascii=False)
     stream = CallStream()

@@ -329,7 +329,7 @@ def test_concurrent_requests_queue_and_all_succeed(local: Server) -> None:
 
 
 def test_wrong_checksum_is_refused(servers: Callable[[str], Server]) -> None:
-    from localgpt.providers.local_models import PACKAGED
+    from localgpt.providers.local.models import PACKAGED
 
     path = PACKAGED["smollm2-135m-instruct"].part_paths()[0]
     server = servers(
@@ -511,6 +511,6 @@ def test_refused_streams_give_their_slot_back(local: Server) -> None:
 def test_a_call_written_out_as_an_answer_is_recognised(
     start: str, finished: bool, verdict: bool | None
 ) -> None:
-    from localgpt.providers.local_tools import call_written_out
+    from localgpt.providers.local.decisions import call_written_out
 
     assert call_written_out(start, finished) is verdict

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from localgpt.providers.local_models import ModelError, PackagedModel, cached_path, prepare
+from localgpt.providers.local.models import ModelError, PackagedModel, cached_path, prepare
 
 CHUNKS = [b"GGUF" + b"a" * 1000, b"b" * 700, b"c" * 5]
 WHOLE = b"".join(CHUNKS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from localgpt.config import parse_config
-from localgpt.providers.base import ProviderError
+from localgpt.providers.errors import ProviderError
 from localgpt.providers.router import Route, Router
 
 

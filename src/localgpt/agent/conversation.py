@@ -14,11 +14,16 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from localgpt.agent.agent import Agent, estimate_tokens
-from localgpt.agent.events import AgentEvent
+from localgpt.agent.agent import Agent
+from localgpt.agent.budget import estimate_tokens
+from localgpt.agent.events import AgentEvent, collect_reply
+from localgpt.agent.loop import SessionHistory
 from localgpt.agent.sessions import Session, SessionStore
 from localgpt.agent.tools import Permissions, Toolbox
-from localgpt.providers.base import ChatRequest, ProviderError, TextDelta, collect
+from localgpt.providers.base import ChatRequest
+from localgpt.providers.errors import ProviderError
+from localgpt.providers.events import TextDelta
+from localgpt.providers.messages import ChatMessage
 from localgpt.providers.router import Route
 
 log = logging.getLogger("localgpt.agent")
@@ -66,7 +71,7 @@ class Conversations:
     async def tokens(self, session: Session, model: str) -> int:
         """The session's prompt length: the model's own count where its provider has a
         tokenizer (the embedded model), about four characters a token otherwise."""
-        prepared = self.agent.prepare(session.messages, restore=False)
+        prepared = self.agent.prompt(session.messages)
         counted = await self.agent.router.count_tokens(model, prepared)
         return counted if counted is not None else estimate_tokens(prepared)
 
@@ -94,11 +99,11 @@ class Conversations:
     ) -> tuple[Route, AsyncGenerator[Sequence[AgentEvent], None]]:
         """Start one user turn; the history is saved when the reply is complete."""
         model = self.model_of(session, model)
-        user = {"role": "user", "content": text}
-        record: list[dict[str, Any]] = []
+        user: ChatMessage = {"role": "user", "content": text}
+        history = SessionHistory()
         try:
             route, stream = await self.agent.open_stream(
-                model, [*session.messages, user], {}, permissions, record=record
+                model, [*session.messages, user], {}, permissions, history=history
             )
         except ProviderError:
             # The model failed before a word: the question stays in the session (no empty
@@ -123,11 +128,11 @@ class Conversations:
             finally:
                 await stream.aclose()
                 if complete:
-                    await asyncio.to_thread(self.store.append, session, [user, *record])
+                    await asyncio.to_thread(self.store.append, session, [user, *history.record])
                 elif stopped and "".join(shown).strip():
                     # Stopped by the user: the question and what was said so far are kept,
                     # as a chat app keeps them; the tool calls of an unfinished turn are not.
-                    reply = {"role": "assistant", "content": "".join(shown)}
+                    reply: ChatMessage = {"role": "assistant", "content": "".join(shown)}
                     await asyncio.shield(
                         asyncio.to_thread(self.store.append, session, [user, reply])
                     )
@@ -149,7 +154,7 @@ class Conversations:
         # model than the one the session started with): then the model sees the earlier
         # summary and the latest part. The budget is the window less the system prompt, the
         # flush's instructions and room for its reply.
-        system = estimate_tokens(self.agent.prepare([], restore=False))
+        system = estimate_tokens(self.agent.prompt([]))
         older = _fit(older, self.window(model) - system - FLUSH_OVERHEAD)
         try:
             flushed = await self._flush(older, model, permissions)
@@ -173,26 +178,26 @@ class Conversations:
         tokens_after = await self.tokens(session, model)
         return Compaction(True, before, len(session.messages), tokens_before, tokens_after, flushed)
 
-    async def _flush(
-        self, older: list[dict[str, Any]], model: str, permissions: Permissions
-    ) -> int:
+    async def _flush(self, older: list[ChatMessage], model: str, permissions: Permissions) -> int:
         if self.agent.memory is None or not permissions.write_memory:
             return 0
         toolbox = Toolbox(self.agent.config, self.agent.memory, permissions).only({"memory_save"})
-        record: list[dict[str, Any]] = []
+        history = SessionHistory()
         _, stream = await self.agent.open_stream(
             model,
-            [*older, {"role": "user", "content": FLUSH_PROMPT}],
+            [*older, ChatMessage(role="user", content=FLUSH_PROMPT)],
             {},
             permissions,
-            record=record,
+            history=history,
             toolbox=toolbox,
             recall=False,
         )
-        await collect(stream)
-        return sum(len(m.get("tool_calls") or ()) for m in record if m["role"] == "assistant")
+        await collect_reply(stream)
+        return sum(
+            len(m.get("tool_calls") or ()) for m in history.record if m["role"] == "assistant"
+        )
 
-    async def _summarise(self, older: list[dict[str, Any]], model: str) -> str:
+    async def _summarise(self, older: list[ChatMessage], model: str) -> str:
         """A plain model call: no assistant prompt, no tools, just the transcript."""
         transcript = "\n".join(_line(m) for m in older)
         request = ChatRequest(
@@ -206,7 +211,7 @@ class Conversations:
         return (completion.choices[0].content or "").strip()
 
 
-def _split(messages: list[dict[str, Any]]) -> int:
+def _split(messages: list[ChatMessage]) -> int:
     """Where the kept tail starts: the last few messages, never a tool result cut off from
     the call it answers."""
     split = len(messages) - KEEP_LAST
@@ -215,7 +220,7 @@ def _split(messages: list[dict[str, Any]]) -> int:
     return split
 
 
-def _is_summary(message: dict[str, Any]) -> bool:
+def _is_summary(message: ChatMessage) -> bool:
     content = message.get("content")
     return (
         message.get("role") == "system"
@@ -224,7 +229,7 @@ def _is_summary(message: dict[str, Any]) -> bool:
     )
 
 
-def _fit(messages: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
+def _fit(messages: list[ChatMessage], budget: int) -> list[ChatMessage]:
     """The messages whole if they fit in about ``budget`` tokens; else the earlier summary
     (if any) and the latest messages that fit, starting at a user or system message so no
     tool result lacks its call; if not even that fits, the end as one message."""
@@ -246,7 +251,7 @@ def _fit(messages: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
     return [*head, {"role": "user", "content": "[earlier conversation, cut]\n" + tail}]
 
 
-def _line(message: dict[str, Any]) -> str:
+def _line(message: ChatMessage) -> str:
     content = message.get("content")
     text = content if isinstance(content, str) else json.dumps(content) if content else ""
     if message.get("tool_calls"):

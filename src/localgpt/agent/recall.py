@@ -19,11 +19,11 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from localgpt.agent.remember import remember_request, to_the_user
 from localgpt.config import MemoryConfig
-from localgpt.providers.base import text_of
+from localgpt.providers.messages import ChatMessage, text_of
 
 if TYPE_CHECKING:  # the index pulls in numpy: not in a gateway's memory
     from localgpt.memory.index import SearchResult
@@ -49,12 +49,12 @@ class MemoryTurn:
     """What the memory adds to one turn: the recall block (before the user's message) and
     the note of what was saved (after it)."""
 
-    recall: dict[str, Any] | None = None
-    saved: dict[str, Any] | None = None
+    recall: ChatMessage | None = None
+    saved: ChatMessage | None = None
     remembered: Remembered | None = None
     inserted: list[int] = field(default_factory=list)  # where ``apply`` put them
 
-    def apply(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def apply(self, messages: list[ChatMessage]) -> list[ChatMessage]:
         """``messages`` (the prompt) with the recall block and the note put in place."""
         if self.recall is None and self.saved is None:
             return messages
@@ -73,7 +73,7 @@ class MemoryTurn:
         return out
 
 
-def last_user(messages: list[dict[str, Any]]) -> int | None:
+def last_user(messages: list[ChatMessage]) -> int | None:
     for i in range(len(messages) - 1, -1, -1):
         if messages[i].get("role") == "user":
             return i
@@ -81,7 +81,7 @@ def last_user(messages: list[dict[str, Any]]) -> int | None:
 
 
 async def memory_turn(
-    memory: Memory, config: MemoryConfig, messages: list[dict[str, Any]], may_write: bool
+    memory: Memory, config: MemoryConfig, messages: list[ChatMessage], may_write: bool
 ) -> MemoryTurn:
     """Save what the user's latest message asks to be remembered (when it is the last
     message: a request that carries tool results has had its turn) and recall notes for it."""
@@ -107,7 +107,7 @@ async def memory_turn(
     return turn
 
 
-def query_for(messages: list[dict[str, Any]], at: int) -> str:
+def query_for(messages: list[ChatMessage], at: int) -> str:
     """The words to search with: the user's message, and the one before it when the last
     one is short or points back to it."""
     text = text_of(messages[at].get("content")).strip()
@@ -194,5 +194,5 @@ def saved_note(done: Remembered) -> str:
     )
 
 
-def _note(text: str) -> dict[str, Any]:
+def _note(text: str) -> ChatMessage:
     return {"role": "system", "content": text}

@@ -19,9 +19,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from localgpt.memory.workspace import atomic_write, remove_stale_temp_files
+from localgpt.providers.messages import ChatMessage
 
 _ID = re.compile(r"[0-9a-f]{32}")
 VERSION = 1
@@ -36,7 +37,7 @@ class Session:
     updated: float
     model: str | None = None
     title: str | None = None
-    messages: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[ChatMessage] = field(default_factory=list)
     compactions: int = 0
     owner: str | None = None  # the key that made it, when keys are in use
 
@@ -116,7 +117,7 @@ class SessionStore:
         found = [self.get(p.stem) for p in self.folder.glob("*.jsonl")]
         return sorted((s for s in found if s is not None), key=lambda s: s.updated, reverse=True)
 
-    def append(self, session: Session, messages: list[dict[str, Any]]) -> bool:
+    def append(self, session: Session, messages: list[ChatMessage]) -> bool:
         """Add a turn's messages: one write, then fsync. False (with a warning, nothing
         written) when the session's file is gone, deleted since it was loaded: appending
         would bring it back as a file without its header line."""
@@ -208,8 +209,9 @@ def _parse(session_id: str, lines: list[str]) -> Session | None:
     if not records or records[0].get("type") != "session":
         return None
     head = records[0]
+    # Read as written; which keys a message may carry was checked when it was written.
     messages = [
-        {k: v for k, v in r.items() if k != "type"}
+        cast(ChatMessage, {k: v for k, v in r.items() if k != "type"})
         for r in records[1:]
         if r.get("type") == "message" and r.get("role") in ROLES
     ]

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from localgpt.agent import web
+from localgpt.agent import fetch
 from localgpt.config import Config
 from localgpt.memory.manager import Memory
 
@@ -199,12 +199,12 @@ class Toolbox:
     async def _fetch(self, args: dict[str, Any]) -> str:
         tools = self.config.tools
         try:
-            page = await web.fetch(
+            page = await fetch.fetch(
                 self._text(args, "url"),
                 max_bytes=tools.web_fetch_max_bytes,
                 allow=tools.web_fetch_allow,
             )
-        except web.FetchError as exc:
+        except fetch.FetchError as exc:
             raise ToolError(str(exc)) from None
         note = " (truncated)" if page["truncated"] else ""
         return f"{page['url']} [{page['status']}]{note}\n\n{page['text']}"

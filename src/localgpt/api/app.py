@@ -14,15 +14,14 @@ from fastapi.openapi.utils import get_openapi
 from starlette.responses import Response
 
 from localgpt import __version__
-from localgpt.api import chat, completions, embeddings, errors, models, native, web
-from localgpt.api.embeddings import EmbeddingRequest
+from localgpt.api import chat, completions, embeddings, errors, models, native, page
 from localgpt.api.errors import APIError
 from localgpt.api.gate import Gate
 from localgpt.api.metrics import CONTENT_TYPE, Metrics
-from localgpt.api.protocol import ChatCompletionRequest, CompletionRequest
+from localgpt.api.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from localgpt.api.state import AppState
 from localgpt.config import Config
-from localgpt.providers.base import ProviderError
+from localgpt.providers.errors import ProviderError
 from localgpt.providers.http import BUDGET
 
 log = logging.getLogger("localgpt.api")
@@ -79,7 +78,7 @@ def create_app(config: Config) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         description="A local-first AI assistant with an OpenAI-compatible API.",
-        docs_url=None,  # served by web.install from installed files, not a CDN
+        docs_url=None,  # served by page.install from installed files, not a CDN
         redoc_url=None,
     )
     errors.install(app)
@@ -87,7 +86,7 @@ def create_app(config: Config) -> FastAPI:
     app.include_router(completions.router)
     app.include_router(embeddings.router)
     app.include_router(native.router)
-    web.install(app)
+    page.install(app)
     app.include_router(models.router)
 
     @app.get("/ready", summary="Readiness: the default model can answer", response_class=Response)

@@ -4,65 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from localgpt.api.errors import APIError
 from localgpt.api.protocol import IGNORED_FIELDS, ChatCompletionRequest
-from localgpt.api.render import StreamRenderer, render_completion, render_stream
+from localgpt.api.render import render_stream
+from localgpt.api.render.openai import ChatChunks, render_completion
 from localgpt.api.requests import openapi_body, parse_body, permissions
 from localgpt.api.state import AppState
 from localgpt.api.streaming import DisconnectWatch, EventStreamResponse
+from localgpt.providers.messages import ChatMessage, ChatParams
 
 router = APIRouter()
 
 _NOT_PARAMS = IGNORED_FIELDS | {"model", "messages"}
 
 
-def check_chat(raw: dict[str, Any]) -> dict[str, Any]:
-    """The rules between a chat request's fields, worded as OpenAI words them."""
-    if raw.get("stream_options") is not None and not raw.get("stream"):
-        raise APIError(
-            400,
-            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-            param="stream_options",
-            code="invalid_value",
-        )
-    choice = raw.get("tool_choice")
-    if choice is not None and choice != "none" and choice != "auto":
-        _check_tool_choice(choice, raw.get("tools") or [])
-    return raw
+def chat_input(raw: dict[str, Any]) -> tuple[str, list[ChatMessage], ChatParams]:
+    """The model, messages and other fields of a validated chat request, typed."""
+    return raw["model"], cast(list[ChatMessage], raw["messages"]), request_params(raw)
 
 
-def _check_tool_choice(choice: Any, tools: list[dict[str, Any]]) -> None:
-    """A choice that names or requires tools the request does not offer, refused as OpenAI
-    refuses it, rather than left to each provider to fail in its own words."""
-    if not tools:
-        raise APIError(
-            400,
-            "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' "
-            "are specified.",
-            param="tool_choice",
-            code="invalid_value",
-        )
-    if isinstance(choice, dict):
-        name = (choice.get("function") or {}).get("name")
-        if name not in {(t.get("function") or {}).get("name") for t in tools}:
-            raise APIError(
-                400,
-                f"Invalid value for 'tool_choice': function '{name}' is not in 'tools'.",
-                param="tool_choice",
-                code="invalid_value",
-            )
-
-
-def request_params(raw: dict[str, Any]) -> dict[str, Any]:
+def request_params(raw: dict[str, Any]) -> ChatParams:
     params = {k: v for k, v in raw.items() if v is not None and k not in _NOT_PARAMS}
     if "max_completion_tokens" in params:
         params.pop("max_tokens", None)  # max_completion_tokens wins when both are set
-    return params
+    return cast(ChatParams, params)
 
 
 @router.post(
@@ -74,12 +43,8 @@ def request_params(raw: dict[str, Any]) -> dict[str, Any]:
 async def chat_completions(request: Request) -> Response:
     state: AppState = request.app.state.localgpt
     body = await request.body()
-    raw = check_chat(
-        await parse_body(body, ChatCompletionRequest, state.config.server.max_messages)
-    )
-    model: str = raw["model"]
-    messages: list[dict[str, Any]] = raw["messages"]
-    params = request_params(raw)
+    raw = await parse_body(body, ChatCompletionRequest, state.config.server.max_messages)
+    model, messages, params = chat_input(raw)
     watch = DisconnectWatch(request.receive)
     started = time.perf_counter()
     if raw.get("stream"):
@@ -88,7 +53,7 @@ async def chat_completions(request: Request) -> Response:
                 model, messages, params, permissions(request)
             )
             include_usage = bool((raw.get("stream_options") or {}).get("include_usage"))
-            renderer = StreamRenderer(route.id, include_usage)
+            renderer = ChatChunks(route.id, include_usage)
             observe = state.observer(route.id, True, request.scope)
             chunks = render_stream(batches, renderer, observe, started)
             return await EventStreamResponse.started(chunks, watch)

@@ -14,7 +14,8 @@ from starlette.responses import Response
 
 from localgpt.api.chat import request_params
 from localgpt.api.protocol import CompletionRequest
-from localgpt.api.render import TextStreamRenderer, collect_text, render_stream
+from localgpt.api.render import render_stream
+from localgpt.api.render.openai import TextChunks, collect_text
 from localgpt.api.requests import openapi_body, parse_body
 from localgpt.api.state import AppState
 from localgpt.api.streaming import DisconnectWatch, EventStreamResponse
@@ -31,15 +32,14 @@ router = APIRouter()
 async def completions(request: Request) -> Response:
     state: AppState = request.app.state.localgpt
     raw = await parse_body(await request.body(), CompletionRequest)
-    params = request_params(raw)
-    params.pop("prompt", None)
+    params = request_params({k: v for k, v in raw.items() if k != "prompt"})
     watch = DisconnectWatch(request.receive)
     started = time.perf_counter()
     try:
         route, batches = await state.agent.open_text_stream(raw["model"], raw["prompt"], params)
         if raw.get("stream"):
             include_usage = bool((raw.get("stream_options") or {}).get("include_usage"))
-            renderer = TextStreamRenderer(route.id, include_usage)
+            renderer = TextChunks(route.id, include_usage)
             observe = state.observer(route.id, True, request.scope)
             stream = render_stream(batches, renderer, observe, started)
             return await EventStreamResponse.started(stream, watch)

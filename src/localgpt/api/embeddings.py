@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
-from pydantic import Field
 from starlette.responses import Response
 
 from localgpt.api.errors import APIError
-from localgpt.api.protocol import _Wire
+from localgpt.api.protocol import EmbeddingRequest
 from localgpt.api.requests import openapi_body, parse_body
 from localgpt.api.state import AppState
 from localgpt.config import EMBEDDING_MODEL
@@ -21,14 +20,6 @@ router = APIRouter()
 MODEL_ID = EMBEDDING_MODEL
 ALIASES = frozenset({MODEL_ID, "all-minilm-l6-v2", "all-MiniLM-L6-v2"})
 MAX_INPUTS = 2048
-
-
-class EmbeddingRequest(_Wire):
-    model: str = Field(min_length=1)
-    input: str | list[str] | list[int] | list[list[int]]
-    encoding_format: Literal["float", "base64"] | None = None
-    dimensions: int | None = Field(None, ge=1)
-    user: str | None = None
 
 
 @router.post(

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from localgpt.providers.base import ProviderError
+from localgpt.providers.errors import ProviderError
 
 log = logging.getLogger("localgpt.api")
 
@@ -147,6 +147,10 @@ def validation_error(errors: Sequence[Any]) -> APIError:
     if not errors:
         return APIError(400, "Invalid request.")
     # The deepest location is the most specific: for 'str | list' it is the list branch.
+    rule = next((e for e in errors if e.get("type") == "field_rule"), None)
+    if rule is not None:  # a rule between fields (``api.protocol.field_error``)
+        ctx = rule.get("ctx") or {}
+        return APIError(400, rule["msg"], param=ctx.get("param"), code=ctx.get("code"))
     err = max(errors, key=lambda e: len(e.get("loc", ())))
     loc = tuple(err.get("loc", ()))
     if loc and loc[0] in ("body", "query", "path", "header"):

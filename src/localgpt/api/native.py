@@ -17,47 +17,28 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Body, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from localgpt import __version__
 from localgpt.agent.conversation import Conversations
-from localgpt.agent.events import AgentEvent, KeepAlive, ToolEnd, ToolStart
+from localgpt.agent.events import AgentEvent
 from localgpt.agent.sessions import Session
 from localgpt.api.errors import APIError
-from localgpt.api.render import usage_dict
+from localgpt.api.protocol import ChatBody, ModelBody, NewSession, ReindexBody
+from localgpt.api.render import CONTENT, Observer, render_stream
+from localgpt.api.render.native import NativeEvents, event
+from localgpt.api.render.openai import usage_dict
 from localgpt.api.requests import permissions
 from localgpt.api.state import AppState
 from localgpt.api.streaming import DisconnectWatch, EventStreamResponse
-from localgpt.providers.base import ProviderError, TextDelta, Usage
+from localgpt.providers.errors import ProviderError
+from localgpt.providers.events import Usage
 
 log = logging.getLogger("localgpt.api")
 
 router = APIRouter(prefix="/api")
 ANSWERED_BY = "localgpt.answered_by"  # on the scope: the model that answered a turn
 STARTED = time.time()
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class NewSession(_Body):
-    model: str | None = None
-
-
-class ChatBody(_Body):
-    message: str = Field(min_length=1)
-    session_id: str | None = None
-    model: str | None = None
-
-
-class ModelBody(_Body):
-    model: str = Field(min_length=1)
-
-
-class ReindexBody(_Body):
-    force: bool = False
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -234,104 +215,46 @@ async def _turn(
 @router.post("/chat", summary="Chat in a session (a new one if none is given)")
 async def chat(request: Request, body: ChatBody) -> Response:
     session, model = await _session_for(request, body)
-    text: list[str] = []
-    tools: dict[str, dict[str, Any]] = {}
-    usage: Usage | None = None
+    said = NativeEvents(session.id)
     started = time.perf_counter()
     first: float | None = None
     try:
         async for batch in _turn(request, session, model, body.message):
-            for event in batch:
-                if isinstance(event, TextDelta):
-                    if first is None:
-                        first = time.perf_counter() - started
-                    text.append(event.text)
-                elif isinstance(event, ToolStart):
-                    tools[event.id] = {
-                        "id": event.id,
-                        "name": event.name,
-                        "arguments": event.arguments,
-                    }
-                elif isinstance(event, ToolEnd):
-                    tools.setdefault(event.id, {"id": event.id, "name": event.name})
-                    tools[event.id]["output"] = event.output
-                elif isinstance(event, Usage):
-                    usage = event if usage is None else usage + event
+            if first is None and any(isinstance(e, CONTENT) for e in batch):
+                first = time.perf_counter() - started
+            said.render(batch)
     except ProviderError as exc:
         raise APIError.from_provider(exc) from None
-    _state(request).observer(request.scope.get(ANSWERED_BY, model), False, request.scope)(
-        first, usage
-    )
+    _observer(request, model, False)(first, said.reply.usage)
     return _json(
         {
             "session_id": session.id,
             "model": model,
-            "response": "".join(text),
-            "tool_calls": list(tools.values()),
-            "usage": usage_dict(usage),
+            "response": said.reply.said(0).content,
+            "tool_calls": list(said.tools.values()),
+            "usage": usage_dict(said.reply.usage),
         }
     )
 
 
-def _event(kind: str, **data: Any) -> bytes:
-    payload = orjson.dumps({"type": kind, **data})
-    return b"event: " + kind.encode() + b"\ndata: " + payload + b"\n\n"
+def _observer(request: Request, model: str, stream: bool) -> Observer:
+    """Records a finished turn under the model that answered it (known once it has)."""
+
+    def observe(first: float | None, usage: Usage | None) -> None:
+        answered = request.scope.get(ANSWERED_BY, model)
+        _state(request).observer(answered, stream, request.scope)(first, usage)
+
+    return observe
 
 
 async def _native_events(
     request: Request, session: Session, model: str, message: str
 ) -> AsyncGenerator[bytes, None]:
-    usage: Usage | None = None
-    started = time.perf_counter()
-    first: float | None = None
-    yield _event("session", session_id=session.id, model=model)
-    try:
-        async for batch in _turn(request, session, model, message):
-            out = []
-            for event in batch:
-                if isinstance(event, TextDelta):
-                    if first is None:
-                        first = time.perf_counter() - started
-                    out.append(_event("content", delta=event.text))
-                elif isinstance(event, ToolStart):
-                    out.append(
-                        _event(
-                            "tool_start", id=event.id, name=event.name, arguments=event.arguments
-                        )
-                    )
-                elif isinstance(event, ToolEnd):
-                    out.append(
-                        _event(
-                            "tool_end",
-                            id=event.id,
-                            name=event.name,
-                            output=event.output,
-                            error=event.error,
-                        )
-                    )
-                elif isinstance(event, KeepAlive):
-                    out.append(b": keep-alive\n\n")
-                elif isinstance(event, Usage):
-                    usage = event if usage is None else usage + event
-            if out:
-                yield b"".join(out)
-    except ProviderError as exc:
-        yield _event("error", message=exc.message, error=exc.to_dict())
-        return
-    except Exception:
-        log.exception("session turn failed")
-        failed = ProviderError(
-            "The server had an error while processing your request.",
-            status=500,
-            type="server_error",
-            code="internal_error",
-        )
-        yield _event("error", message=failed.message, error=failed.to_dict())
-        return
-    _state(request).observer(request.scope.get(ANSWERED_BY, model), True, request.scope)(
-        first, usage
-    )
-    yield _event("done", session_id=session.id, usage=usage_dict(usage))
+    yield event("session", session_id=session.id, model=model)
+    turn = _turn(request, session, model, message)
+    observe = _observer(request, model, True)
+    async for data in render_stream(turn, NativeEvents(session.id), observe, time.perf_counter()):
+        yield data
 
 
 @router.post("/chat/stream", summary="Chat in a session, streamed as server-sent events")

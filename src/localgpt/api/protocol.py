@@ -1,16 +1,19 @@
-"""Wire models of the OpenAI Chat Completions API, as OpenAI's published spec defines them.
+"""Wire models of the requests the server takes: OpenAI's Chat Completions, Completions and
+Embeddings as OpenAI's published spec defines them, and the native API's bodies.
 
-They validate requests strictly (unknown fields and wrong types are 400s, as at OpenAI) and
-give ``/openapi.json`` its schema. Responses are rendered directly to JSON bytes in
-``render.py``: building pydantic objects for every chunk would cost more than the rest of
-the request path.
+They validate requests strictly (unknown fields and wrong types are 400s, as at OpenAI), with
+the rules between fields as model validators, and give ``/openapi.json`` its schema. What
+passes travels on as the decoded dicts, typed by ``providers.messages`` (``ChatMessage``,
+``ChatParams``). Responses are rendered directly to JSON bytes (``api.render``): building
+pydantic objects for every chunk would cost more than the rest of the request path.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 _strict = ConfigDict(extra="forbid", strict=True)
 
@@ -265,6 +268,47 @@ class ChatCompletionRequest(_Wire):
     min_p: float | None = Field(None, ge=0, le=1)
     repeat_penalty: float | None = Field(None, ge=0)
 
+    @model_validator(mode="after")
+    def _between_fields(self) -> Self:
+        """The rules between fields, worded as OpenAI words them. A ``tool_choice`` that
+        names or requires tools the request does not offer is refused here, rather than
+        left to each provider to fail in its own words."""
+        if self.stream_options is not None and not self.stream:
+            raise field_error(
+                "stream_options",
+                "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            )
+        choice = self.tool_choice
+        if choice is None or choice in ("none", "auto"):
+            return self
+        if not self.tools:
+            raise field_error(
+                "tool_choice",
+                "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' "
+                "are specified.",
+            )
+        if isinstance(choice, NamedToolChoice):
+            name = choice.function.name
+            if name not in {tool.function.name for tool in self.tools}:
+                raise field_error(
+                    "tool_choice",
+                    f"Invalid value for 'tool_choice': function '{name}' is not in 'tools'.",
+                )
+        return self
+
+
+def field_error(param: str, message: str, code: str = "invalid_value") -> PydanticCustomError:
+    """A rule between fields, broken: ``api.errors.validation_error`` makes it a 400 that
+    names ``param`` with this very message."""
+    return PydanticCustomError(
+        "field_rule",
+        message.replace("{", "{{").replace("}", "}}"),
+        {
+            "param": param,
+            "code": code,
+        },
+    )
+
 
 class CompletionRequest(_Wire):
     """``POST /v1/completions``, the legacy text endpoint editors use for autocomplete."""
@@ -290,3 +334,38 @@ class CompletionRequest(_Wire):
     top_k: int | None = Field(None, ge=0)
     min_p: float | None = Field(None, ge=0, le=1)
     repeat_penalty: float | None = Field(None, ge=0)
+
+
+class EmbeddingRequest(_Wire):
+    """``POST /v1/embeddings``."""
+
+    model: str = Field(min_length=1)
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] | None = None
+    dimensions: int | None = Field(None, ge=1)
+    user: str | None = None
+
+
+# --- the native API -------------------------------------------------------------------------
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NewSession(_Body):
+    model: str | None = None
+
+
+class ChatBody(_Body):
+    message: str = Field(min_length=1)
+    session_id: str | None = None
+    model: str | None = None
+
+
+class ModelBody(_Body):
+    model: str = Field(min_length=1)
+
+
+class ReindexBody(_Body):
+    force: bool = False

@@ -55,17 +55,21 @@ async def parse_body(
 ) -> dict[str, Any]:
     """Decode and validate a request; the dict that comes back is what the client sent."""
     if len(body) < HEAVY:
-        raw = decode(body)
-    else:
-        if max_messages is not None:
-            # Each message has a "role" key; inside a string the quotes would be escaped.
-            _check_count(body.count(b'"role"'), max_messages)
-        # Decoding holds the interpreter for up to ~70 ms at the body cap (no thread
-        # helps: the parser never lets go of it). One at a time, with a turn of the event
-        # loop before each, so other requests are served between two of them.
-        async with _heavy_lock():
-            await asyncio.sleep(0)
-            raw = decode(body)
+        return await _parse(body, model, max_messages)
+    if max_messages is not None:
+        # Each message has a "role" key; inside a string the quotes would be escaped.
+        _check_count(body.count(b'"role"'), max_messages)
+    # Decoding holds the interpreter for up to ~70 ms at the body cap (no thread helps: the
+    # parser never lets go of it), and a body's objects make the garbage collector's full
+    # passes longer while they live. So large bodies are parsed one at a time, with a turn
+    # of the event loop before each and between slices of their messages.
+    async with _heavy_lock():
+        await asyncio.sleep(0)
+        return await _parse(body, model, max_messages)
+
+
+async def _parse(body: bytes, model: type[BaseModel], max_messages: int | None) -> dict[str, Any]:
+    raw = decode(body)
     messages = raw.get("messages")
     if isinstance(messages, list):
         if max_messages is not None:

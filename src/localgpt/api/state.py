@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from localgpt.agent.agent import Agent
+from localgpt.agent.build import build
 from localgpt.agent.conversation import Conversations
-from localgpt.agent.sessions import SessionStore
-from localgpt.config import Config, Paths
+from localgpt.config import Config
 from localgpt.memory.manager import Memory
-from localgpt.providers.base import ProviderError
 from localgpt.providers.catalog import Catalog
+from localgpt.providers.errors import ProviderError
 from localgpt.providers.router import Router
 
 PROBE_SECONDS = 10.0
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from localgpt.api.metrics import Metrics
     from localgpt.api.render import Observer
     from localgpt.memory.embedder import Embedder
-    from localgpt.providers.base import Usage
+    from localgpt.providers.events import Usage
 
 
 @dataclass
@@ -47,13 +47,15 @@ class AppState:
 
     @classmethod
     def build(cls, config: Config) -> AppState:
-        router = Router(config)
-        if config.agent.gateway_mode:
-            return cls(config, router, Agent(config, router), Catalog(router))
-        memory = Memory(config)
-        agent = Agent(config, router, memory)
-        store = SessionStore(Paths.from_env().state_dir / "sessions")
-        return cls(config, router, agent, Catalog(router), memory, Conversations(agent, store))
+        made = build(config)
+        return cls(
+            config,
+            made.router,
+            made.agent,
+            Catalog(made.router),
+            made.memory,
+            made.conversations,
+        )
 
     def observer(self, model: str, stream: bool, scope: MutableMapping[str, Any]) -> Observer:
         """Records a finished completion: time to first content, tokens in and out. The

@@ -25,7 +25,8 @@ from rich.markdown import Markdown
 from rich.markup import escape
 
 from localgpt.agent.events import AgentEvent, ToolEnd, ToolStart
-from localgpt.providers.base import ProviderError, TextDelta
+from localgpt.providers.errors import ProviderError
+from localgpt.providers.events import TextDelta
 
 if TYPE_CHECKING:
     from localgpt.agent.conversation import Conversations
@@ -81,20 +82,14 @@ class LocalChat:
     """Sessions, memory and models in this process."""
 
     def __init__(self, config: Config, say: Callable[[str], None], where: str) -> None:
-        from localgpt.agent.agent import Agent
-        from localgpt.agent.conversation import Conversations
-        from localgpt.agent.sessions import SessionStore
+        from localgpt.agent.build import build
         from localgpt.agent.tools import Permissions
-        from localgpt.config import Paths
-        from localgpt.memory.manager import Memory
-        from localgpt.providers.router import Router
 
-        self.router = Router(config)
-        self.memory = Memory(config)
-        agent = Agent(config, self.router, self.memory)
-        self.conversations: Conversations = Conversations(
-            agent, SessionStore(Paths.from_env().state_dir / "sessions")
-        )
+        self.assistant = build(config)
+        assert self.assistant.memory is not None and self.assistant.conversations is not None
+        self.router = self.assistant.router
+        self.memory = self.assistant.memory
+        self.conversations: Conversations = self.assistant.conversations
         # The person at the terminal may let the assistant run local tools, if enabled.
         self.permissions = Permissions(write_memory=True, local_tools=True)
         self.say = say
@@ -159,10 +154,7 @@ class LocalChat:
         return model or session.model or self.conversations.agent.config.default_model
 
     async def close(self) -> None:
-        try:
-            await self.memory.aclose()
-        finally:
-            await self.router.aclose()
+        await self.assistant.aclose()
 
 
 class ServerChat:

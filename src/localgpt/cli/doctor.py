@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from localgpt.config import Config, Paths, local_model_name
-from localgpt.providers.base import ProviderError
+from localgpt.providers.errors import ProviderError
 
 if TYPE_CHECKING:
     from localgpt.config import ProviderConfig
@@ -56,7 +56,7 @@ def run(
 def sha256_with_progress(path: Path, what: str) -> str:
     """The file's sha256; a large file shows a transient progress bar on standard error
     (nothing when it is not a terminal), so ``--json`` output stays clean."""
-    from localgpt.providers.local_models import sha256_of
+    from localgpt.providers.local.models import sha256_of
 
     size = path.stat().st_size
     if size < _SHOW_PROGRESS:
@@ -180,7 +180,7 @@ class ModelFiles:
         return self._seen[key]
 
     def _packaged(self, model: str) -> Verdict:
-        from localgpt.providers.local_models import PACKAGED, ModelError, cached_path
+        from localgpt.providers.local.models import PACKAGED, ModelError, cached_path
 
         packaged = PACKAGED.get(model)
         if packaged is None:
@@ -222,7 +222,7 @@ class ModelFiles:
 
 def _local_provider(name: str, provider: ProviderConfig, files: ModelFiles) -> Check:
     """A local provider's own model file, whether or not any configured model uses it."""
-    from localgpt.providers.local_models import PACKAGED
+    from localgpt.providers.local.models import PACKAGED
 
     label = f"provider {name}"
     if provider.model_path:
@@ -272,7 +272,7 @@ def _model(label: str, model: str, config: Config, files: ModelFiles, fix: str) 
         return Check(label, "fail", f"{route.id}: provider {route.provider} is not set up", fix)
     if provider.type != "local":
         return Check(label, "ok", f"{route.id} ({provider.type})")
-    from localgpt.providers.local_models import PACKAGED
+    from localgpt.providers.local.models import PACKAGED
 
     configured = local_model_name(provider.model_path) if provider.model_path else None
     if route.model == configured:
@@ -426,7 +426,7 @@ def _answers(family: int, host: str, port: int) -> bool:
 
 
 def _exposure(config: Config) -> Check:
-    from localgpt.cli.main import is_loopback
+    from localgpt.cli.serve import is_loopback
 
     bind = config.server.bind
     if is_loopback(bind):

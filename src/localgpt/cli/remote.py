@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from localgpt.agent.events import AgentEvent, ToolEnd, ToolStart
-from localgpt.providers.base import ProviderError, TextDelta
+from localgpt.providers.errors import ProviderError
+from localgpt.providers.events import TextDelta
 
 if TYPE_CHECKING:
     from localgpt.config import Config

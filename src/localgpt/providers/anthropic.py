@@ -17,28 +17,30 @@ from typing import TYPE_CHECKING, Any
 from localgpt.config import ProviderConfig
 from localgpt.providers.base import (
     ChatRequest,
-    Choice,
-    Completion,
-    Finish,
     ModelInfo,
-    ProviderError,
-    StreamEvent,
-    TextDelta,
     TextRequest,
-    ToolCall,
-    ToolCallDelta,
-    UnsupportedParameter,
-    Usage,
     check_params,
-    name_in_content,
     no_text_completions,
-    parse_arguments,
+)
+from localgpt.providers.errors import (
+    ProviderError,
+    UnsupportedParameter,
     stream_cut_error,
-    text_of,
     timeout_error,
     unreachable_error,
     upstream_status_error,
 )
+from localgpt.providers.events import (
+    Choice,
+    Completion,
+    Finish,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+from localgpt.providers.messages import ChatMessage, name_in_content, parse_arguments, text_of
 
 if TYPE_CHECKING:
     import anthropic
@@ -374,7 +376,7 @@ def _user_blocks(content: Any, i: int) -> list[dict[str, Any]]:
     return blocks
 
 
-def convert_messages(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+def convert_messages(messages: list[ChatMessage]) -> tuple[str, list[dict[str, Any]]]:
     """OpenAI messages -> (system text, Anthropic messages), merging same-role neighbours."""
     system: list[str] = []
     out: list[dict[str, Any]] = []

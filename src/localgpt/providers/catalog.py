@@ -12,7 +12,8 @@ import time
 from dataclasses import dataclass
 
 from localgpt.config import EMBEDDING_MODEL
-from localgpt.providers.base import ModelInfo, ProviderError
+from localgpt.providers.base import ModelInfo
+from localgpt.providers.errors import ProviderError
 from localgpt.providers.router import Router
 
 log = logging.getLogger("localgpt.providers")

@@ -15,7 +15,7 @@ import aiohttp
 import orjson
 
 from localgpt.config import ProviderConfig
-from localgpt.providers.base import (
+from localgpt.providers.errors import (
     ProviderError,
     stream_cut_error,
     timeout_error,

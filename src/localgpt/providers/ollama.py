@@ -16,26 +16,30 @@ import orjson
 from localgpt.config import ProviderConfig
 from localgpt.providers.base import (
     ChatRequest,
+    ModelInfo,
+    TextRequest,
+    check_params,
+    no_text_completions,
+)
+from localgpt.providers.errors import ProviderError, UnsupportedParameter, stream_cut_error
+from localgpt.providers.events import (
     Choice,
     Completion,
     Finish,
-    ModelInfo,
-    ProviderError,
     StreamEvent,
     TextDelta,
-    TextRequest,
     ToolCall,
     ToolCallDelta,
-    UnsupportedParameter,
     Usage,
-    check_params,
-    name_in_content,
-    no_text_completions,
-    parse_arguments,
-    stream_cut_error,
-    text_of,
 )
 from localgpt.providers.http import HTTPClient, iter_lines, read_body
+from localgpt.providers.messages import (
+    ChatMessage,
+    ContentPart,
+    name_in_content,
+    parse_arguments,
+    text_of,
+)
 
 DEFAULT_ENDPOINT = "http://localhost:11434"
 SUPPORTED = frozenset(
@@ -235,7 +239,7 @@ def _epoch(value: Any) -> int | None:
         return None
 
 
-def _images(content: list[dict[str, Any]], i: int) -> list[str]:
+def _images(content: list[ContentPart], i: int) -> list[str]:
     images = []
     for j, part in enumerate(content):
         if part["type"] == "image_url":
@@ -255,7 +259,7 @@ def _images(content: list[dict[str, Any]], i: int) -> list[str]:
     return images
 
 
-def convert_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def convert_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     names: dict[str, str] = {}  # tool call id -> tool name, for tool results
     for i, message in enumerate(messages):

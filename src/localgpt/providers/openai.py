@@ -15,15 +15,9 @@ from urllib.parse import urlsplit
 import orjson
 
 from localgpt.config import ProviderConfig
-from localgpt.providers.base import (
-    ChatRequest,
-    Completion,
-    ModelInfo,
-    ProviderError,
-    StreamEvent,
-    TextRequest,
-    stream_cut_error,
-)
+from localgpt.providers.base import ChatRequest, ModelInfo, TextRequest
+from localgpt.providers.errors import ProviderError, stream_cut_error
+from localgpt.providers.events import Completion, StreamEvent
 from localgpt.providers.http import HTTPClient, SSEParser, drain, iter_lines, read_body
 from localgpt.providers.openai_format import parse_chunk, parse_completion, parse_text_chunk
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from localgpt.providers.base import (
+from localgpt.providers.events import (
     Choice,
     Completion,
     Finish,

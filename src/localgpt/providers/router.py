@@ -12,24 +12,26 @@ import asyncio
 import importlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TypeVar
 
 from localgpt.config import DEFAULT_LOCAL_MODEL, EMBEDDING_MODEL, Config, ProviderConfig
 from localgpt.providers.base import (
     ChatRequest,
-    Completion,
+    CountsTokens,
+    DecidesToolsByGrammar,
+    EventBatches,
+    HasCapacity,
+    HasContextWindow,
     ModelInfo,
     Provider,
-    ProviderError,
-    StreamEvent,
-    TextDelta,
     TextRequest,
-    ToolCallDelta,
-    Usage,
-    text_of,
+    WarmsUp,
 )
+from localgpt.providers.errors import ProviderError
+from localgpt.providers.events import Completion, StreamEvent, TextDelta, ToolCallDelta, Usage
+from localgpt.providers.messages import ChatMessage, text_of
 
 log = logging.getLogger("localgpt.providers")
 
@@ -50,7 +52,8 @@ _MODULES = {
     "local": ("localgpt.providers.local", "LocalProvider"),
 }
 
-EventBatches = AsyncGenerator[list[StreamEvent], None]
+T = TypeVar("T")
+R = TypeVar("R", ChatRequest, TextRequest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,12 +225,12 @@ class Router:
         found = self._slots.get(name)
         if found is None:
             config = self.configured(name)
-            limit = (
-                64
-                if config is None
-                else (config.parallel if config.type == "local" else config.max_concurrency)
-            )
-            queue = 256 if config is None else config.max_queue
+            if config is None:
+                limit, queue = 64, 256
+            else:
+                provider = self.provider(name)
+                own = provider.capacity() if isinstance(provider, HasCapacity) else None
+                limit, queue = own or config.max_concurrency, config.max_queue
             found = self._slots[name] = Slots(name, limit, queue)
         return found
 
@@ -244,24 +247,17 @@ class Router:
 
     # --- calls --------------------------------------------------------------------------
 
-    async def complete(self, model: str, request: ChatRequest) -> tuple[Route, Completion]:
+    async def _failover(
+        self, model: str, attempt: Callable[[Provider, Route], Awaitable[T]]
+    ) -> tuple[Route, T]:
+        """The one failover loop: ``attempt`` on the requested model, then on each fallback
+        while the failure is one another model may not share (429, 5xx, timeouts, refused
+        connections); a model that failed that way cools down."""
         routes = self.candidates(model)
         errors: list[tuple[Route, ProviderError]] = []
         for route in routes:
             try:
-                provider = self.provider(route.provider)
-                slots = await self._slot(route.provider)
-                try:
-                    result = await provider.complete(replace(request, model=route.model))
-                finally:
-                    slots.release()
-                if result.usage is None:
-                    texts = [c.content or "" for c in result.choices]
-                    texts += [t.name + t.arguments for c in result.choices for t in c.tool_calls]
-                    result.usage = Usage(
-                        await self._prompt_tokens(route, request), _estimate("".join(texts))
-                    )
-                return route, result
+                return route, await attempt(self.provider(route.provider), route)
             except ProviderError as exc:
                 self._failed(route, exc, len(routes) > 1)
                 errors.append((route, exc))
@@ -269,50 +265,68 @@ class Router:
                     break
         raise _exhausted(errors)
 
-    async def open_stream(
-        self, model: str, request: ChatRequest | TextRequest, method: str = "stream"
-    ) -> tuple[Route, EventBatches]:
-        """Start a stream and wait for its first events, failing over until then.
+    async def complete(self, model: str, request: ChatRequest) -> tuple[Route, Completion]:
+        async def attempt(provider: Provider, route: Route) -> Completion:
+            slots = await self._slot(route.provider)
+            try:
+                result = await provider.complete(replace(request, model=route.model))
+            finally:
+                slots.release()
+            if result.usage is None:
+                texts = [c.content or "" for c in result.choices]
+                texts += [t.name + t.arguments for c in result.choices for t in c.tool_calls]
+                result.usage = Usage(
+                    await self._prompt_tokens(route, request), _estimate("".join(texts))
+                )
+            return result
 
-        ``method`` is ``stream`` for chat, ``stream_text`` for a legacy text completion.
-        """
-        routes = self.candidates(model)
-        errors: list[tuple[Route, ProviderError]] = []
-        for route in routes:
+        return await self._failover(model, attempt)
+
+    async def open_stream(self, model: str, request: ChatRequest) -> tuple[Route, EventBatches]:
+        """Start a chat stream and wait for its first events, failing over until then."""
+        return await self._open(model, request, lambda provider: provider.stream)
+
+    async def open_text_stream(
+        self, model: str, request: TextRequest
+    ) -> tuple[Route, EventBatches]:
+        """The same for a legacy text completion."""
+        return await self._open(model, request, lambda provider: provider.stream_text)
+
+    async def _open(
+        self,
+        model: str,
+        request: R,
+        method: Callable[[Provider], Callable[[R], EventBatches]],
+    ) -> tuple[Route, EventBatches]:
+        async def attempt(provider: Provider, route: Route) -> EventBatches:
+            slots = await self._slot(route.provider)
             stream: EventBatches | None = None
-            slots: Slots | None = None
             handed_over = False
             try:
-                provider = self.provider(route.provider)
-                slots = await self._slot(route.provider)
-                stream = getattr(provider, method)(replace(request, model=route.model))
+                stream = method(provider)(replace(request, model=route.model))
                 first = await anext(stream)
                 handed_over = True  # from here the stream holds the slot until it ends
-                return route, self._counted(route, request, _prepend(first, stream, slots))
+                return self._counted(route, request, _prepend(first, stream, slots))
             except StopAsyncIteration:
-                exc = ProviderError(
+                raise ProviderError(
                     f"provider {route.provider} sent an empty stream",
                     status=502,
                     code="upstream_bad_response",
                     retryable=True,
-                )
-                self._failed(route, exc, len(routes) > 1)
-                errors.append((route, exc))
-            except ProviderError as exc:
+                ) from None
+            except ProviderError:
                 if stream is not None:
                     await stream.aclose()
-                self._failed(route, exc, len(routes) > 1)
-                errors.append((route, exc))
-                if not exc.retryable:
-                    break
+                raise
             except BaseException:
                 if stream is not None:
                     await asyncio.shield(stream.aclose())
                 raise
             finally:
-                if slots is not None and not handed_over:
+                if not handed_over:
                     slots.release()
-        raise _exhausted(errors)
+
+        return await self._failover(model, attempt)
 
     async def stream_on(self, route: Route, request: ChatRequest) -> EventBatches:
         """A follow-up call in a turn already routed (the tool loop): the same provider and
@@ -374,41 +388,44 @@ class Router:
         prompt = request.prompt
         return _estimate(prompt if isinstance(prompt, str) else str(prompt))
 
-    def context_window(self, model: str) -> int | None:
-        """The context the configuration grants ``model``: [agent] context_window, or less
-        for the embedded model, whose context_size is known."""
-        window = self.config.agent.context_window
+    def _provider_of(self, model: str) -> tuple[Route, Provider] | None:
         try:
             route = self.resolve(model)
+            return route, self.provider(route.provider)
         except ProviderError:
-            return window
-        config = self.configured(route.provider)
-        if config is not None and config.type == "local":
-            return min(window, config.context_size)
-        return window
+            return None
 
     def decides_tools_by_grammar(self, model: str) -> bool:
         """Whether ``model`` is a small embedded one whose tool calls are decided under a
         grammar: offered a tool, it calls it whether or not it helps."""
-        try:
-            route = self.resolve(model)
-            decides = getattr(self.provider(route.provider), "decides_tools_by_grammar", None)
-        except ProviderError:
+        found = self._provider_of(model)
+        if found is None or not isinstance(found[1], DecidesToolsByGrammar):
             return False
-        return bool(decides(route.model)) if decides is not None else False
+        return found[1].decides_tools_by_grammar(found[0].model)
 
-    async def count_tokens(self, model: str, messages: list[dict[str, Any]]) -> int | None:
+    async def count_tokens(self, model: str, messages: list[ChatMessage]) -> int | None:
         """The prompt's length by the model's own tokenizer, where the provider has one."""
-        route = self.resolve(model)
-        counter = getattr(self.provider(route.provider), "count_tokens", None)
-        if counter is None:
+        found = self._provider_of(model)
+        if found is None:
+            return None
+        route, provider = found
+        if not isinstance(provider, CountsTokens):
             return None
         try:
-            counted: int = await counter(route.model, messages)
+            return await provider.count_tokens(route.model, messages)
         except Exception:  # a count is an optimisation: fall back to the estimate
             log.warning("could not count tokens with %s", route.id, exc_info=True)
             return None
-        return counted
+
+    def context_window(self, model: str) -> int | None:
+        """The context the configuration grants ``model``: [agent] context_window, or less
+        where the provider knows its model's (the embedded model's context_size)."""
+        window = self.config.agent.context_window
+        found = self._provider_of(model)
+        if found is None or not isinstance(found[1], HasContextWindow):
+            return window
+        own = found[1].context_window(found[0].model)
+        return window if own is None else min(window, own)
 
     async def warm_up(self) -> None:
         """Load the embedded models the configuration will use, so no request waits for it.
@@ -422,9 +439,9 @@ class Router:
         for model in dict.fromkeys([*models, *config.agent.fallback_models]):
             try:
                 route = self.resolve(model)
-                warm_up = getattr(self.provider(route.provider), "warm_up", None)
-                if warm_up is not None:
-                    await warm_up(route.model)
+                provider = self.provider(route.provider)
+                if isinstance(provider, WarmsUp):
+                    await provider.warm_up(route.model)
             except ProviderError as exc:
                 if model in models:
                     raise

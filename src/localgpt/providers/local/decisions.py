@@ -12,9 +12,19 @@ decision, token by token, into tool-call deltas.
 from __future__ import annotations
 
 import json
+import logging
 import re
+import secrets
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
+
+from localgpt.providers.base import ChatRequest
+from localgpt.providers.errors import ProviderError
+from localgpt.providers.events import Finish, StreamEvent, TextDelta, ToolCallDelta, Usage
+from localgpt.providers.local.engine import Engine, events
+
+log = logging.getLogger("localgpt.providers.local")
 
 NONE = "none"
 
@@ -269,3 +279,158 @@ def call_written_out(text: str, finished: bool) -> bool | None:
     if _CALL_START.match(text):
         return True
     return False if finished or len(start) >= DECIDE_AFTER else None
+
+
+# --- the decision, and the answer after it -----------------------------------------------
+
+DECISION_TOKENS = 1024
+NOT_FOR_DECISION = frozenset(
+    {
+        "response_format",
+        "logprobs",
+        "top_logprobs",
+        "stop",
+        "presence_penalty",
+        "frequency_penalty",
+        "repeat_penalty",
+        "logit_bias",
+    }
+)
+
+
+async def decide(
+    engine: Engine,
+    provider: str,
+    body: dict[str, Any],
+    tools: list[dict[str, Any]],
+    choice: Any,
+    request: ChatRequest,
+) -> AsyncGenerator[list[StreamEvent], None]:
+    """Decide under a grammar whether to call tools; answer in text if not."""
+    parallel = request.params.get("parallel_tool_calls", True) is not False
+    body["messages"] = with_listing(body["messages"], tool_listing(tools))
+    # The decision is JSON under a grammar: the client's stop strings, penalties and
+    # biases are for its answer, and could cut or bend the JSON.
+    decide = {k: v for k, v in body.items() if k not in NOT_FOR_DECISION}
+    decide["messages"] = [
+        *body["messages"],
+        {"role": "system", "content": decision_rule(choice)},
+    ]
+    decide["temperature"] = 0.0
+    # The decision has its own budget: the client's max_tokens is for the answer.
+    decide["max_tokens"] = DECISION_TOKENS
+    decide["response_format"] = {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "decision",
+            "schema": decision_schema(tools, choice, parallel),
+        },
+    }
+    calls = CallStream()
+    usage = Usage(0, 0)
+    ids: dict[int, str] = {}
+    decision = events(engine.run("handle_chat_completions", decide), provider)
+    try:
+        first = await anext(decision)
+    except ProviderError as exc:
+        if exc.status != 400 or exc.code == "context_length_exceeded":
+            raise
+        # An argument schema llguidance cannot compile: keep the names, loosen arguments.
+        decide["response_format"]["json_schema"]["schema"] = decision_schema(
+            tools, choice, parallel, loose=True
+        )
+        decision = events(engine.run("handle_chat_completions", decide), provider)
+        first = await anext(decision)
+    batch = _decision_events(first, calls, ids, usage)
+    if batch:
+        yield batch
+    async for more in decision:
+        batch = _decision_events(more, calls, ids, usage)
+        if batch:
+            yield batch
+    try:
+        decided = calls.calls()
+    except ValueError:
+        raise ProviderError(
+            f"local model {engine.name} did not finish its tool decision within "
+            f"{DECISION_TOKENS} tokens",
+            status=502,
+            code="upstream_error",
+        ) from None
+    if decided:
+        yield [Finish("tool_calls"), usage]
+        return
+    # No tool fits: answer in text. The shared prefix is still in the prompt cache. The
+    # decision's tokens are not the answer's: the client's max_tokens bounds the answer
+    # alone, and the usage counts what the answer took.
+    async for batch in answer(engine, provider, body, request):
+        yield batch
+
+
+async def answer(
+    engine: Engine, provider: str, body: dict[str, Any], request: ChatRequest
+) -> AsyncGenerator[list[StreamEvent], None]:
+    """The text answer after a decision of none, never a tool call written out as text.
+
+    Its start is held back while it could be one (an opening brace, bracket or backtick,
+    a few dozen characters); a reply that is one is dropped unseen and written again,
+    told to use plain words and held to them by a grammar that forbids such a start. An
+    answer in JSON the client asked for is passed as it comes.
+    """
+    wanted = (request.params.get("response_format") or {}).get("type")
+    stream = events(engine.run("handle_chat_completions", body), provider)
+    if wanted in ("json_object", "json_schema"):
+        async for batch in stream:
+            yield batch
+        return
+    held: list[StreamEvent] | None = []
+    text = ""
+    written_out = False
+    try:
+        async for batch in stream:
+            if held is None:
+                yield batch
+                continue
+            held += batch
+            text += "".join(e.text for e in batch if isinstance(e, TextDelta))
+            done = any(isinstance(e, Finish) for e in batch)
+            verdict = call_written_out(text, done)
+            if verdict:
+                written_out = True
+                break
+            if verdict is False:
+                yield held
+                held = None
+        if held and not written_out:
+            yield held  # a short reply that ended while it still looked like a call
+    finally:
+        await stream.aclose()
+    if not written_out:
+        return
+    log.info("local model %s wrote a tool call as its answer; writing it again", engine.name)
+    plain = {
+        **body,
+        "messages": [*body["messages"], {"role": "system", "content": PLAIN_RULE}],
+        "grammar": PLAIN_GRAMMAR,
+    }
+    async for batch in events(engine.run("handle_chat_completions", plain), provider):
+        yield batch
+
+
+def _decision_events(
+    events: list[StreamEvent], calls: CallStream, ids: dict[int, str], usage: Usage
+) -> list[StreamEvent]:
+    """Turn the decision's text into tool-call deltas as soon as each piece is known."""
+    out: list[StreamEvent] = []
+    for event in events:
+        if isinstance(event, TextDelta):
+            for index, name, args in calls.feed(event.text):
+                if name is not None:
+                    ids[index] = "call_" + secrets.token_hex(12)
+                    out.append(ToolCallDelta(index, "", ids[index], name))
+                if args:
+                    out.append(ToolCallDelta(index, args))
+        elif isinstance(event, Usage):
+            usage.prompt_tokens += event.prompt_tokens
+            usage.completion_tokens += event.completion_tokens
+    return out

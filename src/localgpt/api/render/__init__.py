@@ -1,0 +1,116 @@
+"""Wire formats: each one a renderer over the same events.
+
+A renderer is a listener of the fold (``providers.events.Reply``) and of the assistant's own
+events (``agent.events.TurnListener``): ``render`` feeds it a batch of events and returns the
+bytes they make in its format; ``end`` closes a stream that went well, ``error`` one that
+failed after its first byte. ``render_stream`` drives any of them. To serve another wire
+format, write a ``StreamRenderer`` here (mypy refuses one that misses an event).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator, Callable, Sequence
+from typing import Any
+
+from localgpt.agent.events import AgentEvent, ToolEnd, ToolStart, dispatch
+from localgpt.providers.errors import ProviderError
+from localgpt.providers.events import Reply, TextDelta, ToolCall, ToolCallDelta, Usage
+
+log = logging.getLogger("localgpt.api")
+Observer = Callable[[float | None, Usage | None], None]  # (seconds to first content, usage)
+INTERNAL = ProviderError(
+    "The server had an error while processing your request.",
+    status=500,
+    type="server_error",
+    code="internal_error",
+)
+
+
+class StreamRenderer(ABC):
+    """Turns batches of events into one wire format's bytes.
+
+    Subclasses implement every listener method (``on_text`` ... ``on_keepalive``), writing
+    what they produce with ``emit``; a new kind of event adds an abstract method, and mypy
+    then refuses every renderer that does not handle it.
+    """
+
+    def __init__(self) -> None:
+        self.reply = Reply(self)
+        self._out: list[bytes] = []
+
+    def emit(self, data: bytes) -> None:
+        self._out.append(data)
+
+    def render(self, events: Sequence[AgentEvent]) -> bytes:
+        for event in events:
+            dispatch(event, self.reply, self)
+        out = b"".join(self._out)
+        self._out.clear()
+        return out
+
+    @abstractmethod
+    def on_text(self, choice: int, text: str, logprobs: Any) -> None: ...
+
+    @abstractmethod
+    def on_call(
+        self, choice: int, position: int, call: ToolCall, piece: str, first: bool
+    ) -> None: ...
+
+    @abstractmethod
+    def on_finish(self, choice: int, reason: str) -> None: ...
+
+    @abstractmethod
+    def on_usage(self, usage: Usage) -> None: ...
+
+    @abstractmethod
+    def on_tool_start(self, event: ToolStart) -> None: ...
+
+    @abstractmethod
+    def on_tool_end(self, event: ToolEnd) -> None: ...
+
+    @abstractmethod
+    def on_keepalive(self) -> None: ...
+
+    @abstractmethod
+    def end(self) -> bytes:
+        """What closes a stream that went well."""
+
+    @abstractmethod
+    def error(self, exc: ProviderError) -> bytes:
+        """What ends a stream that failed after its first byte: never a silent end."""
+
+
+CONTENT = (TextDelta, ToolCallDelta)
+
+
+async def render_stream(
+    batches: AsyncGenerator[Sequence[AgentEvent], None],
+    renderer: StreamRenderer,
+    observe: Observer | None = None,
+    started: float = 0.0,
+) -> AsyncGenerator[bytes, None]:
+    """A reply's stream in the renderer's format, with its time to first content (content,
+    not a role chunk or a ping) and usage reported to ``observe`` at the end."""
+    first: float | None = None
+    try:
+        async for batch in batches:
+            if first is None and any(isinstance(e, CONTENT) for e in batch):
+                first = time.perf_counter() - started
+            data = renderer.render(batch)
+            if data:
+                yield data
+    except ProviderError as exc:
+        yield renderer.error(exc)
+        return
+    except Exception:
+        log.exception("stream failed")
+        yield renderer.error(INTERNAL)
+        return
+    finally:
+        await batches.aclose()
+        if observe is not None:
+            observe(first, renderer.reply.usage)
+    yield renderer.end()
