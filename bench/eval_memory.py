@@ -388,11 +388,11 @@ TARGETS = {"search_min_score": 1.0, "recall_threshold": 0.9}
 def calibrate(seed: int = SEED) -> None:
     """For each keyword weight, the highest thresholds that keep ``TARGETS`` of the tuning
     part's answers; with the held-out part's figures at the same thresholds."""
-    import localgpt.memory.index as index_module
+    from localgpt.memory import scoring
 
     grid = [round(0.15 + 0.0125 * i, 4) for i in range(33)]
     for weight in (0.0, 0.1, 0.25, 0.5):
-        index_module.KEYWORD_WEIGHT = weight
+        scoring.KEYWORD_WEIGHT = weight
         results = run(seed)
         cases = results["hybrid"]["cases"] + results["keyword"]["cases"]
         negs = results["negatives"]

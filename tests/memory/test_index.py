@@ -19,18 +19,12 @@ import numpy.typing as npt
 import pytest
 
 from localgpt.config import MemoryConfig
-from localgpt.memory import index as index_module
+from localgpt.memory import scoring
+from localgpt.memory.chunking import CharEstimate, Chunk, chunk_text, embedded_text
 from localgpt.memory.embedder import Embedder
-from localgpt.memory.index import (
-    CharEstimate,
-    Chunk,
-    MemoryIndex,
-    SearchResult,
-    chunk_text,
-    embedded_text,
-    match_expression,
-    query_terms,
-)
+from localgpt.memory.index import MemoryIndex
+from localgpt.memory.scoring import match_expression, query_terms
+from localgpt.memory.search import SearchResult
 from localgpt.memory.workspace import Workspace, split_lines
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -399,7 +393,7 @@ def test_query_terms_are_plain_words() -> None:
 def test_very_common_words_leave_the_fts_query(
     index: MemoryIndex, ws: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(index_module, "COMMON_TERM_CHUNKS", 2)
+    monkeypatch.setattr(scoring, "COMMON_TERM_CHUNKS", 2)
     for name in ("a.md", "b.md"):
         (ws.root / name).write_text("Weekly note.\n")
     (ws.root / "c.md").write_text("Weekly note about the lighthouse.\n")

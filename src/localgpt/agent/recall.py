@@ -26,8 +26,8 @@ from localgpt.config import MemoryConfig
 from localgpt.providers.messages import ChatMessage, text_of
 
 if TYPE_CHECKING:  # the index pulls in numpy: not in a gateway's memory
-    from localgpt.memory.index import SearchResult
     from localgpt.memory.manager import Memory, Remembered
+    from localgpt.memory.search import SearchResult
 
 log = logging.getLogger("localgpt.agent")
 

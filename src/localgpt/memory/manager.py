@@ -22,7 +22,8 @@ from localgpt.config import Config, Paths
 
 if TYPE_CHECKING:
     from localgpt.memory.embedder import Embedder
-    from localgpt.memory.index import MemoryIndex, ReindexStats, SearchResult
+    from localgpt.memory.index import MemoryIndex, ReindexStats
+    from localgpt.memory.search import SearchResult
     from localgpt.memory.workspace import Workspace
 
 log = logging.getLogger("localgpt.memory")

@@ -29,6 +29,7 @@ from localgpt.providers.base import (
     TextRequest,
     WarmsUp,
 )
+from localgpt.providers.capacity import Slots
 from localgpt.providers.errors import ProviderError
 from localgpt.providers.events import Completion, StreamEvent, TextDelta, ToolCallDelta, Usage
 from localgpt.providers.messages import ChatMessage, text_of
@@ -76,50 +77,18 @@ def model_not_found(model: str, why: str) -> ProviderError:
     )
 
 
-class Slots:
-    """A provider's capacity: ``limit`` calls at once, ``queue`` more waiting, then 503."""
-
-    def __init__(self, name: str, limit: int, queue: int) -> None:
-        self.name = name
-        self.limit = limit
-        self.queue = queue
-        self.waiting = 0
-        self.active = 0
-        self._semaphore: asyncio.Semaphore | None = None
-
-    async def acquire(self) -> float:
-        """Wait for a slot; the seconds waited. A full queue is a 503 (failover may help)."""
-        if self._semaphore is None:
-            self._semaphore = asyncio.Semaphore(self.limit)
-        if self._semaphore.locked() and self.waiting >= self.queue:
-            raise ProviderError(
-                f"provider {self.name} is at capacity ({self.limit} running, {self.waiting} "
-                "waiting); try again shortly",
-                status=503,
-                type="server_error",
-                code="queue_full",
-                retryable=True,
-            )
-        started = time.monotonic()
-        self.waiting += 1
-        try:
-            await self._semaphore.acquire()
-        finally:
-            self.waiting -= 1
-        self.active += 1
-        return time.monotonic() - started
-
-    def release(self) -> None:
-        self.active -= 1
-        assert self._semaphore is not None
-        self._semaphore.release()
-
-
 class Router:
-    def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: Config,
+        clock: Callable[[], float] = time.monotonic,
+        providers: dict[str, Provider] | None = None,
+    ) -> None:
+        """``providers``: instances to use for some configured provider names (a test's
+        scripted provider) instead of building them from their type."""
         self.config = config
         self.aliases = {**BUILTIN_ALIASES, **config.agent.aliases}
-        self._providers: dict[str, Provider] = {}
+        self._providers: dict[str, Provider] = dict(providers or {})
         self._slots: dict[str, Slots] = {}
         self._cooldown: dict[str, float] = {}
         # Observers for metrics: a failed call, and a wait for a provider slot.
