@@ -18,9 +18,9 @@ import orjson
 
 from localgpt.agent.events import ToolEnd, ToolStart
 from localgpt.api.render import Observer, StreamRenderer
-from localgpt.providers.base import EventBatches
+from localgpt.providers.base import EventBatches, collect
 from localgpt.providers.errors import ProviderError
-from localgpt.providers.events import Completion, Finish, Reply, ToolCall, Usage
+from localgpt.providers.events import Completion, Finish, ToolCall, Usage
 
 
 def completion_id() -> str:
@@ -80,24 +80,55 @@ def render_completion(completion: Completion, model: str, created: int | None = 
     )
 
 
-class ChatChunks(StreamRenderer):
+class OpenAIStream(StreamRenderer):
+    """What OpenAI's two streams share: each chunk is a fixed head with its ``choices``
+    spliced in; the end closes open choices, adds the usage chunk when asked for, then
+    ``[DONE]``; a failure is an ``error`` event."""
+
+    def __init__(self, head: dict[str, Any], include_usage: bool) -> None:
+        super().__init__()
+        data = orjson.dumps(head)
+        self._prefix = b"data: " + data[:-1] + b',"choices":['
+        self._suffix = b'],"usage":null}\n\n' if include_usage else b"]}\n\n"
+        self._include_usage = include_usage
+
+    def _open_choices(self) -> list[int]:
+        """The choices the end must close if the model did not."""
+        return sorted(self.reply.choices) or [0]
+
+    def end(self) -> bytes:
+        reply = self.reply
+        for choice in self._open_choices():
+            if not reply.finished(choice):
+                reply.feed(Finish("stop", choice))
+        out = [self.render(())]
+        if self._include_usage:
+            out.append(
+                self._prefix + b'],"usage":' + orjson.dumps(usage_dict(reply.usage)) + b"}\n\n"
+            )
+        out.append(b"data: [DONE]\n\n")
+        return b"".join(out)
+
+    def error(self, exc: ProviderError) -> bytes:
+        return error_event(exc)
+
+
+class ChatChunks(OpenAIStream):
     """One chat completion stream (``chat.completion.chunk`` events)."""
 
     def __init__(self, model: str, include_usage: bool) -> None:
-        super().__init__()
-        head = orjson.dumps(
-            {
-                "id": completion_id(),
-                "object": "chat.completion.chunk",
-                "created": int(time.time()),
-                "model": model,
-                "system_fingerprint": None,
-            }
-        )
-        self._prefix = b"data: " + head[:-1] + b',"choices":['
-        self._suffix = b'],"usage":null}\n\n' if include_usage else b"]}\n\n"
-        self._include_usage = include_usage
+        head = {
+            "id": completion_id(),
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "system_fingerprint": None,
+        }
+        super().__init__(head, include_usage)
         self._started: set[int] = set()
+
+    def _open_choices(self) -> list[int]:
+        return sorted(self._started) or [0]
 
     def _chunk(self, choice: int, delta: bytes, finish: str | None = None) -> bytes:
         reason = b"null" if finish is None else b'"' + finish.encode() + b'"'
@@ -159,40 +190,18 @@ class ChatChunks(StreamRenderer):
     def on_keepalive(self) -> None:
         self.emit(b": keep-alive\n\n")  # an SSE comment: no chunk, no new field
 
-    def end(self) -> bytes:
-        """Close every open choice, add the usage chunk if asked for, then ``[DONE]``."""
-        reply = self.reply
-        for choice in sorted(self._started) or [0]:
-            if not reply.finished(choice):
-                reply.feed(Finish("stop", choice))
-        out = [self.render(())]
-        if self._include_usage:
-            out.append(
-                self._prefix + b'],"usage":' + orjson.dumps(usage_dict(reply.usage)) + b"}\n\n"
-            )
-        out.append(b"data: [DONE]\n\n")
-        return b"".join(out)
 
-    def error(self, exc: ProviderError) -> bytes:
-        return error_event(exc)
-
-
-class TextChunks(StreamRenderer):
+class TextChunks(OpenAIStream):
     """The legacy ``text_completion`` stream: text pieces per choice, one finish each."""
 
     def __init__(self, model: str, include_usage: bool) -> None:
-        super().__init__()
-        head = orjson.dumps(
-            {
-                "id": "cmpl-" + os.urandom(12).hex(),
-                "object": "text_completion",
-                "created": int(time.time()),
-                "model": model,
-            }
-        )
-        self._prefix = b"data: " + head[:-1] + b',"choices":['
-        self._suffix = b'],"usage":null}\n\n' if include_usage else b"]}\n\n"
-        self._include_usage = include_usage
+        head = {
+            "id": "cmpl-" + os.urandom(12).hex(),
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": model,
+        }
+        super().__init__(head, include_usage)
 
     def _chunk(self, choice: dict[str, Any]) -> bytes:
         return self._prefix + orjson.dumps(choice) + self._suffix
@@ -224,42 +233,14 @@ class TextChunks(StreamRenderer):
     def on_keepalive(self) -> None:
         pass
 
-    def end(self) -> bytes:
-        reply = self.reply
-        for choice in sorted(reply.choices) or [0]:
-            if not reply.finished(choice):
-                reply.feed(Finish("stop", choice))
-        out = [self.render(())]
-        if self._include_usage:
-            out.append(
-                self._prefix + b'],"usage":' + orjson.dumps(usage_dict(reply.usage)) + b"}\n\n"
-            )
-        out.append(b"data: [DONE]\n\n")
-        return b"".join(out)
-
-    def error(self, exc: ProviderError) -> bytes:
-        return error_event(exc)
-
 
 async def collect_text(
     batches: EventBatches, model: str, observe: Observer | None = None, started: float = 0.0
 ) -> bytes:
     """A whole legacy completion, gathered from its stream."""
-    reply = Reply()
-    try:
-        async for batch in batches:
-            for event in batch:
-                reply.feed(event)
-    finally:
-        await batches.aclose()
+    completion = await collect(batches)
     if observe is not None:
-        observe(time.perf_counter() - started, reply.usage)
-    return render_text_completion(reply, model)
-
-
-def render_text_completion(reply: Reply, model: str) -> bytes:
-    """A whole legacy completion."""
-    indices = sorted(reply.choices) or [0]
+        observe(time.perf_counter() - started, completion.usage)
     return orjson.dumps(
         {
             "id": "cmpl-" + os.urandom(12).hex(),
@@ -268,13 +249,13 @@ def render_text_completion(reply: Reply, model: str) -> bytes:
             "model": model,
             "choices": [
                 {
-                    "text": reply.said(i).content,
-                    "index": i,
-                    "logprobs": dict(reply.said(i).logprobs) or None,
-                    "finish_reason": reply.said(i).finish or "stop",
+                    "text": choice.content or "",
+                    "index": choice.index,
+                    "logprobs": choice.logprobs,
+                    "finish_reason": choice.finish_reason,
                 }
-                for i in indices
+                for choice in completion.choices
             ],
-            "usage": usage_dict(reply.usage),
+            "usage": usage_dict(completion.usage),
         }
     )
