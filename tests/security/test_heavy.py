@@ -87,7 +87,12 @@ def test_health_answers_while_large_bodies_are_parsed(
             time.sleep(0.01)
     assert [int(p.communicate()[0]) for p in uploads] == [status] * 5
     assert latencies
-    assert max(latencies) < 0.1, (max(latencies), statistics.median(latencies))
+    # Alone, the slowest /health takes under 30 ms; late in the whole suite, with two dozen
+    # servers resident on 2 cores, one in ~20 has been seen at 100 ms. What must not come
+    # back is the loop held for the whole parse (0.4 s per body, seconds in all).
+    ordered = sorted(latencies)
+    typical = ordered[int(len(ordered) * 0.9)]
+    assert typical < 0.05 and ordered[-1] < 0.25, (ordered[-3:], statistics.median(ordered))
 
 
 def test_too_many_messages_is_a_400_before_any_work(server: Server) -> None:

@@ -23,7 +23,14 @@ from localgpt.agent.stash import ToolStash
 from localgpt.agent.tools import Permissions, Toolbox
 from localgpt.config import Config
 from localgpt.memory.manager import Memory
-from localgpt.providers.base import ChatRequest, EventBatches, TextRequest, WarmsUp, collect
+from localgpt.providers.base import (
+    ChatRequest,
+    EventBatches,
+    TextRequest,
+    WarmsUp,
+    capable,
+    collect,
+)
 from localgpt.providers.errors import ProviderError
 from localgpt.providers.events import Completion
 from localgpt.providers.messages import ChatMessage, ChatParams, text_of
@@ -233,7 +240,7 @@ class Agent:
             provider = self.router.provider(route.provider)
         except ProviderError:
             return
-        if not isinstance(provider, WarmsUp):
+        if not capable(provider, WarmsUp):
             return
         hello: list[ChatMessage] = [{"role": "user", "content": "Hello."}]
         params: ChatParams = {"max_tokens": 1}

@@ -63,7 +63,9 @@ class TurnListener(ReplyListener, Protocol):
 def dispatch(event: AgentEvent, reply: Reply, listener: TurnListener | None) -> None:
     """Hand one event to the fold (the model's) or to the listener (the assistant's)."""
     match event:
-        case TextDelta() | ToolCallDelta() | Finish() | Usage():
+        case TextDelta():  # the most frequent, first
+            reply.feed(event)
+        case ToolCallDelta() | Finish() | Usage():
             reply.feed(event)
         case ToolStart():
             if listener is not None:

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from localgpt.providers.errors import ProviderError, UnsupportedParameter
 from localgpt.providers.events import Completion, Reply, StreamEvent
 from localgpt.providers.messages import ChatMessage, ChatParams
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs
 
 EventBatches = AsyncGenerator[list[StreamEvent], None]
 
@@ -110,6 +113,20 @@ class DecidesToolsByGrammar(Protocol):
     a tool whenever one is offered (see ``agent.Agent._withheld``)."""
 
     def decides_tools_by_grammar(self, model: str) -> bool: ...
+
+
+C = TypeVar("C")
+_capable: dict[tuple[type, type], bool] = {}
+
+
+def capable(provider: object, capability: type[C]) -> TypeIs[C]:
+    """``isinstance(provider, capability)``, remembered per class: a runtime protocol check
+    walks the protocol's members each time (tens of microseconds, on every request)."""
+    key = (type(provider), capability)
+    known = _capable.get(key)
+    if known is None:
+        known = _capable[key] = isinstance(provider, capability)
+    return known
 
 
 # --- what a provider can honour -------------------------------------------------------------

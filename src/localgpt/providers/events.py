@@ -164,12 +164,12 @@ class Reply:
 
     def feed(self, event: StreamEvent) -> None:
         match event:
-            case TextDelta():
-                said = self.said(event.choice)
+            case TextDelta():  # the hot path: kept short
+                said = self.choices.get(event.choice) or self.said(event.choice)
                 if said.finish is not None:
                     return
                 said.text.append(event.text)
-                if isinstance(event.logprobs, dict):
+                if event.logprobs is not None and isinstance(event.logprobs, dict):
                     for key, values in event.logprobs.items():
                         if isinstance(values, list):
                             said.logprobs.setdefault(key, []).extend(values)

@@ -28,6 +28,7 @@ from localgpt.providers.base import (
     Provider,
     TextRequest,
     WarmsUp,
+    capable,
 )
 from localgpt.providers.capacity import Slots
 from localgpt.providers.errors import ProviderError
@@ -198,7 +199,7 @@ class Router:
                 limit, queue = 64, 256
             else:
                 provider = self.provider(name)
-                own = provider.capacity() if isinstance(provider, HasCapacity) else None
+                own = provider.capacity() if capable(provider, HasCapacity) else None
                 limit, queue = own or config.max_concurrency, config.max_queue
             found = self._slots[name] = Slots(name, limit, queue)
         return found
@@ -368,7 +369,7 @@ class Router:
         """Whether ``model`` is a small embedded one whose tool calls are decided under a
         grammar: offered a tool, it calls it whether or not it helps."""
         found = self._provider_of(model)
-        if found is None or not isinstance(found[1], DecidesToolsByGrammar):
+        if found is None or not capable(found[1], DecidesToolsByGrammar):
             return False
         return found[1].decides_tools_by_grammar(found[0].model)
 
@@ -378,7 +379,7 @@ class Router:
         if found is None:
             return None
         route, provider = found
-        if not isinstance(provider, CountsTokens):
+        if not capable(provider, CountsTokens):
             return None
         try:
             return await provider.count_tokens(route.model, messages)
@@ -391,7 +392,7 @@ class Router:
         where the provider knows its model's (the embedded model's context_size)."""
         window = self.config.agent.context_window
         found = self._provider_of(model)
-        if found is None or not isinstance(found[1], HasContextWindow):
+        if found is None or not capable(found[1], HasContextWindow):
             return window
         own = found[1].context_window(found[0].model)
         return window if own is None else min(window, own)
@@ -409,7 +410,7 @@ class Router:
             try:
                 route = self.resolve(model)
                 provider = self.provider(route.provider)
-                if isinstance(provider, WarmsUp):
+                if capable(provider, WarmsUp):
                     await provider.warm_up(route.model)
             except ProviderError as exc:
                 if model in models:

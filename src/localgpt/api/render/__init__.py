@@ -17,9 +17,10 @@ from typing import Any
 
 from localgpt.agent.events import AgentEvent, ToolEnd, ToolStart, dispatch
 from localgpt.providers.errors import ProviderError
-from localgpt.providers.events import Reply, TextDelta, ToolCall, ToolCallDelta, Usage
+from localgpt.providers.events import Finish, Reply, TextDelta, ToolCall, ToolCallDelta, Usage
 
 log = logging.getLogger("localgpt.api")
+MODEL_EVENTS = (TextDelta, ToolCallDelta, Finish, Usage)
 Observer = Callable[[float | None, Usage | None], None]  # (seconds to first content, usage)
 INTERNAL = ProviderError(
     "The server had an error while processing your request.",
@@ -45,8 +46,12 @@ class StreamRenderer(ABC):
         self._out.append(data)
 
     def render(self, events: Sequence[AgentEvent]) -> bytes:
+        reply = self.reply
         for event in events:
-            dispatch(event, self.reply, self)
+            if isinstance(event, MODEL_EVENTS):  # the hot path: straight to the fold
+                reply.feed(event)
+            else:
+                dispatch(event, reply, self)
         out = b"".join(self._out)
         self._out.clear()
         return out

@@ -152,13 +152,14 @@ class ChatChunks(OpenAIStream):
             self.emit(self._chunk(choice, b'{"role":"assistant","content":""}'))
 
     def on_text(self, choice: int, text: str, logprobs: Any) -> None:
-        self._start(choice)
+        if choice not in self._started:
+            self._start(choice)
         chunk = self._chunk(choice, b'{"content":' + orjson.dumps(text) + b"}")
         if logprobs is not None:
             chunk = chunk.replace(
                 b',"logprobs":null,', b',"logprobs":' + orjson.dumps(logprobs) + b",", 1
             )
-        self.emit(chunk)
+        self._out.append(chunk)
 
     def on_call(self, choice: int, position: int, call: ToolCall, piece: str, first: bool) -> None:
         self._start(choice)

@@ -396,6 +396,9 @@ async function start() {
   } catch (error) {
     showError(error);
   }
+  // Typing is possible once the chat shown is settled: a message sent earlier would be
+  // wiped by the first selectSession().
+  $("input").disabled = false;
   $("input").focus();
 }
 
