@@ -21,7 +21,9 @@ from localgpt.api.responses_convert import (
 )
 from localgpt.api.responses_objects import (
     function_call_id,
+    function_call_item,
     message_id,
+    message_item,
     response_id,
     response_object,
     usage_object,
@@ -959,6 +961,17 @@ def test_incomplete_failed_and_in_progress() -> None:
     assert started["status"] == "in_progress"
     assert started["output"] == [] and started["usage"] is None
     parse(started)
+    added = message_item(None, id="msg_1", status="in_progress")
+    assert added == {
+        "id": "msg_1",
+        "type": "message",
+        "status": "in_progress",
+        "role": "assistant",
+        "content": [],
+    }
+    call = function_call_item("call_x", "f", "", status="in_progress")
+    assert call["id"] == "fc_x" and call["arguments"] == ""
+    parse({**started, "output": [added, call]})
     empty = response_object(request, id="resp_1", created_at=1, text="")
     assert empty["output"][0]["content"][0]["text"] == ""
     assert parse(empty).output_text == ""

@@ -54,16 +54,16 @@ def usage_object(
     }
 
 
-def message_item(text: str, *, id: str, status: ItemStatus = "completed") -> dict[str, Any]:
-    """An assistant message item with one ``output_text`` part (``text`` may be "" while
-    streaming: ``response.output_item.added`` sends ``content: []`` instead, see notes)."""
-    part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+def message_item(text: str | None, *, id: str, status: ItemStatus = "completed") -> dict[str, Any]:
+    """An assistant message item with one ``output_text`` part; ``text`` ``None`` gives the
+    ``content: []`` of ``response.output_item.added`` (notes §3.3)."""
+    part: dict[str, Any] = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
     return {
         "id": id,
         "type": "message",
         "status": status,
         "role": "assistant",
-        "content": [part],
+        "content": [part] if text is not None else [],
     }
 
 
