@@ -204,3 +204,40 @@ context_size = 4096
 def local(servers: Callable[[str], Server]) -> Server:
     """A gateway in front of SmolLM2-135M: fast, for tests of the provider, not of answers."""
     return servers(local_config(gateway=True))
+
+
+def every_provider_config(
+    openai_url: str,
+    anthropic_url: str,
+    ollama_url: str,
+    *,
+    gateway: bool = True,
+    extra: str = "",
+) -> str:
+    """One server with every kind of provider: the fakes, and the embedded SmolLM2."""
+    return f"""
+[agent]
+default_model = "openai/fake-model"
+gateway_mode = {"true" if gateway else "false"}
+
+[providers.openai]
+api_key = "sk-test-upstream"
+base_url = "{openai_url}/v1"
+
+[providers.anthropic]
+api_key = "sk-ant-test"
+base_url = "{anthropic_url}"
+
+[providers.ollama]
+endpoint = "{ollama_url}"
+model = "llama3"
+
+[providers.local]
+threads = 1
+context_size = 4096
+{extra}
+"""
+
+
+# A model of each provider, as a client names it.
+EVERY_PROVIDER = ["openai/fake-model", "anthropic/claude-fake-1", "ollama/llama3", SMOLLM]

@@ -77,3 +77,22 @@ def assert_index_consistent(home: Path) -> None:
             "SELECT count(*) FROM chunks WHERE path NOT IN (SELECT path FROM files)"
         ).fetchone()
         assert orphans[0] == 0
+
+
+def named_events(raw: str, comments: list[str] | None = None) -> list[dict[str, Any]]:
+    """The events of a stream whose events are named (Responses, Anthropic): each must have
+    an ``event:`` line matching its data's ``type``; SSE comments go to ``comments``."""
+    assert raw.endswith("\n\n"), f"stream does not end with a blank line: {raw[-80:]!r}"
+    out = []
+    for block in raw[:-2].split("\n\n"):
+        if block.startswith(":"):
+            if comments is not None:
+                comments.append(block)
+            continue
+        lines = block.split("\n")
+        assert len(lines) == 2, f"not one event line and one data line: {block!r}"
+        assert lines[0].startswith("event: ") and lines[1].startswith("data: "), block
+        data = json.loads(lines[1][len("data: ") :])
+        assert data["type"] == lines[0][len("event: ") :], block
+        out.append(data)
+    return out

@@ -313,6 +313,10 @@ class ServerConfig(_Section):
     """Seconds a client may take to send a request's body once its headers are in."""
     max_buffered_bytes: int = Field(256 * 1024 * 1024, gt=0)
     """Upstream answers held in memory at once, all requests together; past it, 503."""
+    keepalive_interval: float = Field(5.0, gt=0)
+    """Seconds. A stream keeps its client's idle timer from firing: a keep-alive this often
+    while a tool runs; and an Anthropic Messages or Responses stream whose model has not
+    begun within this time (a long prompt on a CPU) starts anyway, then pings."""
     allow_shared_state: bool = False
     """Let a second server start on the same state folder. Off: `localgpt serve` holds
     `$XDG_STATE_HOME/localgpt/server.lock` while it runs and a second one is refused, because
@@ -361,6 +365,17 @@ class ToolsConfig(_Section):
     """The `write_file` tool (inside the workspace): likewise."""
 
 
+class ResponsesConfig(_Section):
+    """The Responses API's stored responses (``GET /v1/responses/{id}``,
+    ``previous_response_id``)."""
+
+    store: bool = True
+    """Keep responses as OpenAI does unless a request says ``"store": false``; false keeps
+    none (then ``previous_response_id`` cannot continue anything)."""
+    retention_days: float = Field(30.0, gt=0)
+    """How long a stored response is kept."""
+
+
 class ActiveHours(_Section):
     start: str = "00:00"
     """Upstream's key; kept for compatibility."""
@@ -385,6 +400,7 @@ class Config(_Section):
     memory: MemoryConfig = MemoryConfig()
     server: ServerConfig = ServerConfig()
     tools: ToolsConfig = ToolsConfig()
+    responses: ResponsesConfig = ResponsesConfig()
     heartbeat: HeartbeatConfig = HeartbeatConfig()
 
     @field_validator("providers", mode="before")

@@ -40,6 +40,8 @@ class Script:
     cut_after: int | None = None  # close the connection after this many chunks
     usage: tuple[int, int] | None = (11, 7)  # None: the answer carries no usage at all
     mid_stream_error: dict[str, Any] | None = None  # sent instead of the finish chunk
+    interleave: bool = False  # stream the pieces of several tool calls in turn, mixed
+    thinking: tuple[str, str] | None = None  # Anthropic: a thinking block (text, signature)
 
 
 @dataclass

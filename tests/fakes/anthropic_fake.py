@@ -32,6 +32,7 @@ class FakeAnthropic(FakeServer):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self.messages)
+        app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
         app.router.add_get("/v1/models", self.list_models)
 
     async def list_models(self, request: web.Request) -> web.Response:
@@ -42,6 +43,11 @@ class FakeAnthropic(FakeServer):
         return web.json_response(
             {"data": data, "has_more": False, "first_id": None, "last_id": None}
         )
+
+    async def count_tokens(self, request: web.Request) -> web.Response:
+        """A made-up count: a token per four characters of the body."""
+        body = await self.record(request)
+        return web.json_response({"input_tokens": len(json.dumps(body)) // 4})
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         body = await self.record(request)
@@ -60,6 +66,9 @@ class FakeAnthropic(FakeServer):
         pieces = pieces_of(script, _user_text(body["messages"]))
         if not body.get("stream"):
             content: list[dict[str, Any]] = []
+            if script.thinking is not None:
+                thought, signature = script.thinking
+                content.append({"type": "thinking", "thinking": thought, "signature": signature})
             if script.text is not None or not script.tool_calls:
                 content.append({"type": "text", "text": "".join(pieces)})
             for i, call in enumerate(script.tool_calls):
@@ -119,21 +128,38 @@ class FakeAnthropic(FakeServer):
             event("ping", {}),
         ]
         index = 0
+        if script.thinking is not None:
+            thought, signature = script.thinking
+            start = {"type": "thinking", "thinking": "", "signature": ""}
+            chunks += [
+                event("content_block_start", {"index": 0, "content_block": start}),
+                event(
+                    "content_block_delta",
+                    {"index": 0, "delta": {"type": "thinking_delta", "thinking": thought}},
+                ),
+                event(
+                    "content_block_delta",
+                    {"index": 0, "delta": {"type": "signature_delta", "signature": signature}},
+                ),
+                event("content_block_stop", {"index": 0}),
+            ]
+            index = 1
         if script.text is not None or not script.tool_calls:
             chunks.append(
                 event(
                     "content_block_start",
-                    {"index": 0, "content_block": {"type": "text", "text": ""}},
+                    {"index": index, "content_block": {"type": "text", "text": ""}},
                 )
             )
             chunks += [
                 event(
-                    "content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": p}}
+                    "content_block_delta",
+                    {"index": index, "delta": {"type": "text_delta", "text": p}},
                 )
                 for p in pieces
             ]
-            chunks.append(event("content_block_stop", {"index": 0}))
-            index = 1
+            chunks.append(event("content_block_stop", {"index": index}))
+            index += 1
         for i, call in enumerate(script.tool_calls):
             chunks.append(
                 event(

@@ -107,7 +107,31 @@ class FakeOpenAI(FakeServer):
                 out += [
                     event({"content": p}, None, index) for p in pieces_of(script, body["messages"])
                 ]
-            for i, call in enumerate(script.tool_calls):
+            if script.interleave:  # every call introduced, then their pieces in turn
+                out += [
+                    event(
+                        {
+                            "tool_calls": [
+                                {
+                                    "index": i,
+                                    "id": call.id or f"call_fake{i}",
+                                    "type": "function",
+                                    "function": {"name": call.name, "arguments": ""},
+                                }
+                            ]
+                        },
+                        None,
+                        index,
+                    )
+                    for i, call in enumerate(script.tool_calls)
+                ]
+                mixed = zip_longest(*(c.arguments for c in script.tool_calls))
+                for pieces in mixed:
+                    for i, piece in enumerate(pieces):
+                        if piece is not None:
+                            delta = {"tool_calls": [{"index": i, "function": {"arguments": piece}}]}
+                            out.append(event(delta, None, index))
+            for i, call in enumerate([] if script.interleave else script.tool_calls):
                 first = call.arguments[0] if call.arguments else ""
                 out.append(
                     event(

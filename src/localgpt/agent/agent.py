@@ -14,7 +14,7 @@ import logging
 import re
 from typing import Any
 
-from localgpt.agent.budget import check_context
+from localgpt.agent.budget import check_context, estimate_tokens
 from localgpt.agent.events import AgentBatches, collect_reply
 from localgpt.agent.loop import ClientHistory, History, ToolLoop
 from localgpt.agent.prompt import system_prompt
@@ -35,6 +35,7 @@ from localgpt.providers.errors import ProviderError
 from localgpt.providers.events import Completion
 from localgpt.providers.messages import ChatMessage, ChatParams, text_of
 from localgpt.providers.router import Route, Router
+from localgpt.providers.stops import StopWatch
 
 log = logging.getLogger("localgpt.agent")
 _MESSAGE_PARAM = re.compile(r"messages\[(\d+)\](.*)")
@@ -167,6 +168,7 @@ class Agent:
         messages: list[ChatMessage],
         params: ChatParams,
         permissions: Permissions | None = None,
+        stops: StopWatch | None = None,
     ) -> tuple[Route, Completion]:
         permissions = permissions or Permissions()
         if self.toolbox(permissions, params) is None:
@@ -174,10 +176,12 @@ class Agent:
             history = ClientHistory(self.stash, permissions.caller)
             prepared = turn.apply(self.prompt(messages, history, permissions.assistant))
             try:
-                return await self.router.complete(model, ChatRequest(model, prepared, params))
+                return await self.router.complete(
+                    model, ChatRequest(model, prepared, params, stops)
+                )
             except ProviderError as exc:
                 raise self._client_view(exc, permissions.assistant, turn) from None
-        route, batches = await self.open_stream(model, messages, params, permissions)
+        route, batches = await self.open_stream(model, messages, params, permissions, stops=stops)
         return route, await collect_reply(batches)
 
     async def open_stream(
@@ -189,10 +193,11 @@ class Agent:
         history: History | None = None,
         toolbox: Toolbox | None = None,
         recall: bool = True,
+        stops: StopWatch | None = None,
     ) -> tuple[Route, AgentBatches]:
         """Start a reply. ``history`` owns the conversation (the client's, by default);
         ``toolbox`` overrides the server tools offered; ``recall`` lets the memory take its
-        part (``memory_turn``)."""
+        part (``memory_turn``); ``stops`` matches stop sequences in place of the provider."""
         permissions = permissions or Permissions()
         client_owned = history is None
         history = history or ClientHistory(self.stash, permissions.caller)
@@ -207,15 +212,38 @@ class Agent:
             params = {**params, "tools": [*toolbox.without(shadowed), *client_tools]}
         try:
             route, stream = await self.router.open_stream(
-                model, ChatRequest(model, prepared, params)
+                model, ChatRequest(model, prepared, params, stops)
             )
         except ProviderError as exc:
             raise self._client_view(exc, permissions.assistant, turn) from None
         if toolbox is None and client_owned:
             return route, stream  # nothing to run or keep: the model's stream as it is
         server_tools = set(toolbox.handlers) - shadowed if toolbox is not None else set()
-        loop = ToolLoop(self.config, self.router, toolbox, server_tools, history)
+        loop = ToolLoop(self.config, self.router, toolbox, server_tools, history, stops)
         return route, loop.run(route, stream, prepared, params)
+
+    async def count_prompt(
+        self,
+        model: str,
+        messages: list[ChatMessage],
+        params: ChatParams,
+        permissions: Permissions | None = None,
+    ) -> int:
+        """The prompt's size as the model would get it: our system prompt and the tools on
+        offer included, by the model's tokenizer where its provider has one. The notes the
+        memory would add are not: which ones depends on the memory when the question is
+        asked."""
+        permissions = permissions or Permissions()
+        history = ClientHistory(self.stash, permissions.caller)
+        prepared = self.prompt(messages, history, permissions.assistant)
+        tools: list[dict[str, Any]] = list(params.get("tools") or [])
+        toolbox = self.offered(model, permissions, params, MemoryTurn(), messages)
+        if toolbox is not None:
+            tools = [*toolbox.without({t["function"]["name"] for t in tools}), *tools]
+        counted = await self.router.count_tokens(model, prepared)
+        if counted is None:
+            return estimate_tokens(prepared, tools or None)
+        return counted + (estimate_tokens([], tools) if tools else 0)
 
     async def open_text_stream(
         self, model: str, prompt: str | list[Any], params: ChatParams

@@ -35,10 +35,10 @@ from localgpt.providers.base import ChatRequest, EventBatches
 from localgpt.providers.events import Finish, ToolCall
 from localgpt.providers.messages import ChatMessage, ChatParams, FunctionCallDict, text_of
 from localgpt.providers.router import Route, Router
+from localgpt.providers.stops import StopWatch
 
 log = logging.getLogger("localgpt.agent")
 MAX_TURNS = 8
-KEEPALIVE_SECONDS = 5.0
 
 
 class History(Protocol):
@@ -91,12 +91,14 @@ class ToolLoop:
         toolbox: Toolbox | None,
         server_tools: set[str],
         history: History,
+        stops: StopWatch | None = None,
     ) -> None:
         self.config = config
         self.router = router
         self.toolbox = toolbox
         self.server_tools = server_tools
         self.history = history
+        self.stops = stops
 
     async def run(
         self,
@@ -154,7 +156,7 @@ class ToolLoop:
                 return
             transcript = fitted
             stream = await self.router.stream_on(
-                route, ChatRequest(route.model, transcript, next_params)
+                route, ChatRequest(route.model, transcript, next_params, self.stops)
             )
 
     def _next_params(
@@ -234,7 +236,9 @@ class ToolLoop:
         try:
             pending = set(tasks)
             while pending:
-                _done, pending = await asyncio.wait(pending, timeout=KEEPALIVE_SECONDS)
+                _done, pending = await asyncio.wait(
+                    pending, timeout=self.config.server.keepalive_interval
+                )
                 if pending:
                     yield KeepAlive()
             for task in tasks:

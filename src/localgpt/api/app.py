@@ -15,10 +15,14 @@ from starlette.responses import Response
 
 from localgpt import __version__
 from localgpt.api import chat, completions, embeddings, errors, models, native, page
+from localgpt.api.anthropic import routes as anthropic
+from localgpt.api.anthropic.protocol import CountTokensRequest, MessagesRequest
 from localgpt.api.errors import APIError
 from localgpt.api.gate import Gate
 from localgpt.api.metrics import CONTENT_TYPE, Metrics
 from localgpt.api.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from localgpt.api.responses import routes as responses
+from localgpt.api.responses.protocol import ResponsesRequest
 from localgpt.api.state import AppState
 from localgpt.config import Config
 from localgpt.providers.errors import ProviderError
@@ -63,6 +67,8 @@ def create_app(config: Config) -> FastAPI:
                 state.ready.set()
 
         background = [asyncio.create_task(warm_up())]
+        if state.responses is not None:
+            await state.responses.open()
         if state.memory is not None:
             state.memory.workspace.ensure()  # a few small files: there before the first request
             background.append(asyncio.create_task(state.memory.start()))
@@ -84,6 +90,8 @@ def create_app(config: Config) -> FastAPI:
     errors.install(app)
     app.include_router(chat.router)
     app.include_router(completions.router)
+    app.include_router(responses.router)
+    app.include_router(anthropic.router)
     app.include_router(embeddings.router)
     app.include_router(native.router)
     page.install(app)
@@ -130,7 +138,14 @@ def create_app(config: Config) -> FastAPI:
                 routes=app.routes,
             )
             schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (ChatCompletionRequest, CompletionRequest, EmbeddingRequest):
+            for model in (
+                ChatCompletionRequest,
+                CompletionRequest,
+                EmbeddingRequest,
+                ResponsesRequest,
+                MessagesRequest,
+                CountTokensRequest,
+            ):
                 ref = "#/components/schemas/{model}"
                 schemas.update(model.model_json_schema(ref_template=ref).get("$defs", {}))
             app.openapi_schema = schema

@@ -1,9 +1,11 @@
-"""Every error leaves the server in OpenAI's shape, with the status OpenAI would use."""
+"""Every error leaves the server in its API's shape, with the status that API would use:
+OpenAI's by default; an API mounted under another prefix registers its own (``speak``),
+and the handlers here and the gate answer through ``error_response``."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -65,6 +67,24 @@ class APIError(Exception):
             code=exc.code,
             headers=headers,
         )
+
+
+# --- the shape of an error, by path ---------------------------------------------------------
+
+Shaper = Callable[[APIError], Response]
+_dialects: list[tuple[str, Shaper]] = []
+
+
+def speak(prefix: str, shaper: Shaper) -> None:
+    """Errors on paths under ``prefix`` are answered by ``shaper`` (Anthropic's Messages)."""
+    _dialects.append((prefix, shaper))
+
+
+def error_response(path: str, error: APIError) -> Response:
+    for prefix, shaper in _dialects:
+        if path.startswith(prefix):
+            return shaper(error)
+    return error.response()
 
 
 # --- pydantic errors, worded as OpenAI words them -------------------------------------------
@@ -226,11 +246,11 @@ _STATUS_TYPES = {
 def install(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> Response:
-        return exc.response()
+        return error_response(request.url.path, exc)
 
     @app.exception_handler(ProviderError)
     async def _provider_error(request: Request, exc: ProviderError) -> Response:
-        return APIError.from_provider(exc).response()
+        return error_response(request.url.path, APIError.from_provider(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
@@ -246,7 +266,7 @@ def install(app: FastAPI) -> None:
                 'a JSON object such as {"message": "Hello"}.',
                 code="invalid_json",
             ).response()
-        return validation_error(errors).response()
+        return error_response(request.url.path, validation_error(errors))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
@@ -260,14 +280,16 @@ def install(app: FastAPI) -> None:
         if exc.status_code >= 500:
             etype = "server_error"
         headers = dict(exc.headers) if exc.headers else None
-        return APIError(exc.status_code, message, type=etype, code=code, headers=headers).response()
+        error = APIError(exc.status_code, message, type=etype, code=code, headers=headers)
+        return error_response(request.url.path, error)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return APIError(
+        error = APIError(
             500,
             "The server had an error while processing your request.",
             type="server_error",
             code="internal_error",
-        ).response()
+        )
+        return error_response(request.url.path, error)

@@ -32,7 +32,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from localgpt.agent.tools import Permissions
-from localgpt.api.errors import APIError
+from localgpt.api.errors import APIError, error_response
 from localgpt.api.metrics import Metrics
 from localgpt.api.requests import PERMISSIONS_KEY
 from localgpt.api.state import MODEL_KEY
@@ -46,6 +46,7 @@ request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", d
 PUBLIC = frozenset({"/health", "/", "/favicon.ico", "/docs", "/openapi.json"})
 LOCALHOST_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
 PUBLIC_PREFIXES = ("/static/",)
+ANTHROPIC_PREFIX = "/v1/messages"
 _SANE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
 SCOPES: dict[str, Permissions] = {
     "gateway": Permissions(assistant=False, write_memory=False),
@@ -154,6 +155,8 @@ class Gate:
         for name, value in scope["headers"]:
             if name == b"authorization":
                 auth = value
+            elif name == b"x-api-key":  # Anthropic's clients send their key here
+                auth = auth or b"Bearer " + value
             elif name == b"x-request-id":
                 rid = value
             elif name == b"content-length":
@@ -168,7 +171,7 @@ class Gate:
                 chunked = b"chunked" in value.lower()
         browser = self._browser_refusal(scope, host, origin, kind, length, chunked)
         if browser is not None:
-            await _respond(browser, send)
+            await _respond(scope, receive, browser, send)
             return
         if origin and scope["method"] == "OPTIONS":
             await self.cors(scope, receive, send)  # a preflight: it carries no key
@@ -176,24 +179,26 @@ class Gate:
         rid_text = rid.decode() if rid and _SANE_ID.fullmatch(rid) else os.urandom(8).hex()
         token = request_id.set(rid_text)
         status = 500
-        rid_header = (b"x-request-id", rid_text.encode())
+        rid_headers = [(b"x-request-id", rid_text.encode())]
+        if scope["path"].startswith(ANTHROPIC_PREFIX):  # where Anthropic's clients look
+            rid_headers.append((b"request-id", rid_text.encode()))
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), rid_header]
+                message["headers"] = [*message.get("headers", ()), *rid_headers]
             await send(message)
 
         try:
             refusal = self._admit(scope, auth, length)
             if refusal is not None:
-                await _respond(refusal, send_with_id)
+                await _respond(scope, receive, refusal, send_with_id)
                 return
             if not length and scope["method"] in ("POST", "PUT", "PATCH"):
                 buffered = await self._buffered(receive)
                 if buffered is None:
-                    await _respond(BodyTooLarge(self.max_body), send_with_id)
+                    await _respond(scope, receive, BodyTooLarge(self.max_body), send_with_id)
                     return
                 receive = buffered
             await (self.cors if origin else self.app)(scope, receive, send_with_id)
@@ -284,7 +289,8 @@ class Gate:
             if key is None:
                 return APIError(
                     401,
-                    "Incorrect API key provided. Send it as 'Authorization: Bearer <key>'.",
+                    "Incorrect API key provided. Send it as 'Authorization: Bearer <key>' (or "
+                    "'x-api-key: <key>').",
                     code="invalid_api_key",
                     headers={"WWW-Authenticate": "Bearer"},
                 )
@@ -360,12 +366,8 @@ def _scope_error(key: KeyConfig, path: str, why: str = "") -> APIError:
     )
 
 
-async def _respond(error: APIError, send: Send) -> None:
-    body = orjson.dumps(error.body())
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    headers += [(k.lower().encode(), v.encode()) for k, v in (error.headers or {}).items()]
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+async def _respond(scope: Scope, receive: Receive, error: APIError, send: Send) -> None:
+    await error_response(scope["path"], error)(scope, receive, send)
 
 
 class RequestIdFilter(logging.Filter):

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -43,19 +45,35 @@ def decode(body: bytes) -> dict[str, Any]:
     return raw
 
 
-def validate(raw: dict[str, Any], model: type[BaseModel]) -> None:
+@dataclass(frozen=True, slots=True)
+class Wording:
+    """How an API words a body it cannot take: the JSON error, the validation error, and
+    whether its messages may be validated a slice at a time (not when a rule spans them)."""
+
+    bad_json: Callable[[bytes], dict[str, Any]]
+    invalid: Callable[[Sequence[Any]], Exception]
+    sliced: bool = True
+
+
+OPENAI = Wording(decode, validation_error)
+
+
+def validate(raw: dict[str, Any], model: type[BaseModel], wording: Wording = OPENAI) -> None:
     try:
         model.model_validate(raw)
     except ValidationError as exc:
-        raise validation_error(exc.errors(include_url=False)) from None
+        raise wording.invalid(exc.errors(include_url=False)) from None
 
 
 async def parse_body(
-    body: bytes, model: type[BaseModel], max_messages: int | None = None
+    body: bytes,
+    model: type[BaseModel],
+    max_messages: int | None = None,
+    wording: Wording = OPENAI,
 ) -> dict[str, Any]:
     """Decode and validate a request; the dict that comes back is what the client sent."""
     if len(body) < HEAVY:
-        return await _parse(body, model, max_messages)
+        return await _parse(body, model, max_messages, wording)
     if max_messages is not None:
         # Each message has a "role" key; inside a string the quotes would be escaped.
         _check_count(body.count(b'"role"'), max_messages)
@@ -65,20 +83,22 @@ async def parse_body(
     # of the event loop before each and between slices of their messages.
     async with _heavy_lock():
         await asyncio.sleep(0)
-        return await _parse(body, model, max_messages)
+        return await _parse(body, model, max_messages, wording)
 
 
-async def _parse(body: bytes, model: type[BaseModel], max_messages: int | None) -> dict[str, Any]:
-    raw = decode(body)
+async def _parse(
+    body: bytes, model: type[BaseModel], max_messages: int | None, wording: Wording
+) -> dict[str, Any]:
+    raw = wording.bad_json(body)
     messages = raw.get("messages")
     if isinstance(messages, list):
         if max_messages is not None:
             _check_count(len(messages), max_messages)
-        if len(messages) > SLICE and "messages" in model.model_fields:
+        if wording.sliced and len(messages) > SLICE and "messages" in model.model_fields:
             await _validate_messages(messages, model)
-            validate({**raw, "messages": messages[:1]}, model)
+            validate({**raw, "messages": messages[:1]}, model, wording)
             return raw
-    validate(raw, model)
+    validate(raw, model, wording)
     return raw
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from localgpt.agent.agent import Agent
 from localgpt.agent.build import build
 from localgpt.agent.conversation import Conversations
-from localgpt.config import Config
+from localgpt.config import Config, Paths
 from localgpt.memory.manager import Memory
 from localgpt.providers.catalog import Catalog
 from localgpt.providers.errors import ProviderError
@@ -26,6 +26,7 @@ OTHER_MODEL = "other"  # the metrics label of a model nobody configured or liste
 if TYPE_CHECKING:
     from localgpt.api.metrics import Metrics
     from localgpt.api.render import Observer
+    from localgpt.api.responses.store import ResponseStore
     from localgpt.memory.embedder import Embedder
     from localgpt.providers.events import Usage
 
@@ -40,6 +41,7 @@ class AppState:
     conversations: Conversations | None = None
     _embedder: Embedder | None = None
     metrics: Metrics | None = None
+    responses: ResponseStore | None = None  # None when [responses] store is off
     # Set once the default model can answer (an embedded one is loaded and warm).
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     unavailable: str | None = None  # why the default model failed to load, if it did
@@ -48,7 +50,7 @@ class AppState:
     @classmethod
     def build(cls, config: Config) -> AppState:
         made = build(config)
-        return cls(
+        state = cls(
             config,
             made.router,
             made.agent,
@@ -56,6 +58,12 @@ class AppState:
             made.memory,
             made.conversations,
         )
+        if config.responses.store:
+            from localgpt.api.responses.store import SQLiteResponseStore
+
+            path = Paths.from_env().state_dir / "responses.sqlite3"
+            state.responses = SQLiteResponseStore(path, config.responses.retention_days)
+        return state
 
     def observer(self, model: str, stream: bool, scope: MutableMapping[str, Any]) -> Observer:
         """Records a finished completion: time to first content, tokens in and out. The
@@ -112,6 +120,10 @@ class AppState:
         return self._embedder
 
     async def aclose(self) -> None:
-        if self.memory is not None:
-            await self.memory.aclose()
-        await self.router.aclose()
+        try:
+            if self.responses is not None:
+                await self.responses.aclose()
+            if self.memory is not None:
+                await self.memory.aclose()
+        finally:
+            await self.router.aclose()

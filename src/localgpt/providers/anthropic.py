@@ -265,6 +265,51 @@ class AnthropicProvider:
             return [Finish(STOP_REASONS.get(event.delta.stop_reason, "stop"))]
         return []
 
+    # --- Anthropic's wire format, passed through (see base.ForwardsMessages) ----------
+
+    async def messages(
+        self, body: dict[str, Any], headers: dict[str, str], path: str
+    ) -> dict[str, Any]:
+        try:
+            found = await self._client.post(
+                path, body=body, cast_to=object, options={"headers": headers}
+            )
+        except self._sdk.AnthropicError as exc:
+            raise self._error(exc) from None
+        if not isinstance(found, dict):
+            raise ProviderError(
+                f"provider {self.name} answered with something other than a JSON object",
+                status=502,
+                code="upstream_bad_response",
+                retryable=True,
+            )
+        return found
+
+    async def messages_stream(
+        self, body: dict[str, Any], headers: dict[str, str]
+    ) -> AsyncGenerator[bytes, None]:
+        import httpx2
+
+        try:
+            response = await self._client.post(
+                "/v1/messages",
+                body=body,
+                cast_to=httpx2.Response,
+                # The SDK hands back the response unread: its bytes are passed on as they come.
+                options={"headers": {**headers, "X-Stainless-Raw-Response": "stream"}},
+            )
+        except self._sdk.AnthropicError as exc:
+            raise self._error(exc) from None
+        try:
+            async for chunk in response.aiter_bytes():
+                yield chunk
+        except _transport_errors() as exc:
+            if "Timeout" in type(exc).__name__:
+                raise timeout_error(self.name, "stream stalled") from None
+            raise stream_cut_error(self.name) from None
+        finally:
+            await response.aclose()
+
     async def stream_text(self, request: TextRequest) -> AsyncGenerator[list[StreamEvent], None]:
         raise no_text_completions(self.name, request.model)
         yield []  # pragma: no cover - makes this an async generator

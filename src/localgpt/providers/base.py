@@ -23,6 +23,8 @@ from localgpt.providers.messages import ChatMessage, ChatParams
 if TYPE_CHECKING:
     from typing_extensions import TypeIs
 
+    from localgpt.providers.stops import StopWatch
+
 EventBatches = AsyncGenerator[list[StreamEvent], None]
 
 
@@ -34,6 +36,8 @@ class ChatRequest:
     messages: list[ChatMessage]
     # Every other field the client set (temperature, tools, stop, ...), as OpenAI names them.
     params: ChatParams = field(default_factory=lambda: ChatParams())
+    # Stop sequences the router matches itself, to know which one ended the reply.
+    stops: StopWatch | None = None
 
 
 @dataclass(slots=True)
@@ -113,6 +117,25 @@ class DecidesToolsByGrammar(Protocol):
     a tool whenever one is offered (see ``agent.Agent._withheld``)."""
 
     def decides_tools_by_grammar(self, model: str) -> bool: ...
+
+
+@runtime_checkable
+class ForwardsMessages(Protocol):
+    """A provider that speaks Anthropic's Messages API itself: a Messages request for it can
+    pass through untouched (cache control, thinking blocks and their signatures, betas)."""
+
+    async def messages(
+        self, body: dict[str, Any], headers: dict[str, str], path: str
+    ) -> dict[str, Any]:
+        """POST ``body`` to ``path`` (``/v1/messages`` or its ``/count_tokens``); the JSON."""
+        ...
+
+    def messages_stream(
+        self, body: dict[str, Any], headers: dict[str, str]
+    ) -> AsyncGenerator[bytes, None]:
+        """The upstream's event stream for ``body``, as bytes; errors before it starts are
+        ``ProviderError``s."""
+        ...
 
 
 C = TypeVar("C")

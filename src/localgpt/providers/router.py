@@ -12,9 +12,9 @@ import asyncio
 import importlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from localgpt.config import DEFAULT_LOCAL_MODEL, EMBEDDING_MODEL, Config, ProviderConfig
 from localgpt.providers.base import (
@@ -29,10 +29,11 @@ from localgpt.providers.base import (
     TextRequest,
     WarmsUp,
     capable,
+    collect,
 )
 from localgpt.providers.capacity import Slots
 from localgpt.providers.errors import ProviderError
-from localgpt.providers.events import Completion, StreamEvent, TextDelta, ToolCallDelta, Usage
+from localgpt.providers.events import Completion, TextDelta, ToolCallDelta, Usage
 from localgpt.providers.messages import ChatMessage, text_of
 
 log = logging.getLogger("localgpt.providers")
@@ -55,6 +56,7 @@ _MODULES = {
 }
 
 T = TypeVar("T")
+X = TypeVar("X")
 R = TypeVar("R", ChatRequest, TextRequest)
 
 
@@ -236,6 +238,10 @@ class Router:
         raise _exhausted(errors)
 
     async def complete(self, model: str, request: ChatRequest) -> tuple[Route, Completion]:
+        if request.stops is not None:  # matched on the stream, which can be cut short
+            route, stream = await self.open_stream(model, request)
+            return route, await collect(stream)
+
         async def attempt(provider: Provider, route: Route) -> Completion:
             slots = await self._slot(route.provider)
             try:
@@ -268,15 +274,31 @@ class Router:
         request: R,
         method: Callable[[Provider], Callable[[R], EventBatches]],
     ) -> tuple[Route, EventBatches]:
-        async def attempt(provider: Provider, route: Route) -> EventBatches:
+        def make(provider: Provider, route: Route) -> EventBatches:
+            stream = method(provider)(replace(request, model=route.model))
+            if isinstance(request, ChatRequest) and request.stops is not None:
+                stream = request.stops.watch(stream)
+            return stream
+
+        route, stream = await self.open_native(model, make)
+        return route, self._counted(route, request, stream)
+
+    async def open_native(
+        self, model: str, make: Callable[[Provider, Route], AsyncGenerator[X, None]]
+    ) -> tuple[Route, AsyncGenerator[X, None]]:
+        """Start a stream (``make`` on each candidate's provider) and wait for its first
+        item, failing over until then; the stream holds a provider slot until it ends. For
+        events, and for a provider's own wire format passed through (``forward``)."""
+
+        async def attempt(provider: Provider, route: Route) -> AsyncGenerator[X, None]:
             slots = await self._slot(route.provider)
-            stream: EventBatches | None = None
+            stream: AsyncGenerator[X, None] | None = None
             handed_over = False
             try:
-                stream = method(provider)(replace(request, model=route.model))
+                stream = make(provider, route)
                 first = await anext(stream)
                 handed_over = True  # from here the stream holds the slot until it ends
-                return self._counted(route, request, _prepend(first, stream, slots))
+                return _prepend(first, stream, slots)
             except StopAsyncIteration:
                 raise ProviderError(
                     f"provider {route.provider} sent an empty stream",
@@ -298,6 +320,29 @@ class Router:
 
         return await self._failover(model, attempt)
 
+    async def forward(
+        self, model: str, call: Callable[[Provider, Route], Awaitable[T]]
+    ) -> tuple[Route, T]:
+        """One call in a provider's own wire format (Anthropic's Messages passed through),
+        with the failover and capacity limits of any other."""
+
+        async def attempt(provider: Provider, route: Route) -> T:
+            slots = await self._slot(route.provider)
+            try:
+                return await call(provider, route)
+            finally:
+                slots.release()
+
+        return await self._failover(model, attempt)
+
+    def all_can(self, model: str, capability: type[Any]) -> bool:
+        """Whether the provider of ``model`` and of each fallback has ``capability``."""
+        try:
+            routes = self.candidates(model)
+        except ProviderError:
+            return False
+        return all(capable(self.provider(r.provider), capability) for r in routes)
+
     async def stream_on(self, route: Route, request: ChatRequest) -> EventBatches:
         """A follow-up call in a turn already routed (the tool loop): the same provider and
         model, under the same capacity limit, counted in the same metrics; no failover, as
@@ -311,6 +356,8 @@ class Router:
         # stream that is never iterated holds nothing.
         slots = await self._slot(route.provider)
         stream = self.provider(route.provider).stream(request)
+        if request.stops is not None:
+            stream = request.stops.watch(stream)
         try:
             async for batch in stream:
                 yield batch
@@ -451,7 +498,9 @@ def _exhausted(errors: list[tuple[Route, ProviderError]]) -> ProviderError:
     return combined
 
 
-async def _prepend(first: list[StreamEvent], rest: EventBatches, slots: Slots) -> EventBatches:
+async def _prepend(
+    first: X, rest: AsyncGenerator[X, None], slots: Slots
+) -> AsyncGenerator[X, None]:
     """The stream with its first batch put back; its provider slot is held until it ends."""
     try:
         yield first

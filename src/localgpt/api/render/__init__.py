@@ -9,13 +9,14 @@ format, write a ``StreamRenderer`` here (mypy refuses one that misses an event).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from typing import Any
 
-from localgpt.agent.events import AgentEvent, ToolEnd, ToolStart, dispatch
+from localgpt.agent.events import AgentBatches, AgentEvent, KeepAlive, ToolEnd, ToolStart, dispatch
 from localgpt.providers.errors import ProviderError
 from localgpt.providers.events import Finish, Reply, TextDelta, ToolCall, ToolCallDelta, Usage
 
@@ -44,6 +45,10 @@ class StreamRenderer(ABC):
 
     def emit(self, data: bytes) -> None:
         self._out.append(data)
+
+    def start(self) -> bytes:
+        """What a stream may send before the model's first events (``late_stream``)."""
+        return self.render(())
 
     def render(self, events: Sequence[AgentEvent]) -> bytes:
         reply = self.reply
@@ -119,3 +124,76 @@ async def render_stream(
         if observe is not None:
             observe(first, renderer.reply.usage)
     yield renderer.end()
+
+
+PING_EVERY = 10.0  # seconds between keep-alives while the model has not started
+
+
+async def late_stream(
+    opening: asyncio.Future[tuple[str, AgentBatches]],
+    renderer: StreamRenderer,
+    observer: Callable[[str], Observer],
+    started: float,
+    ping_every: float = PING_EVERY,
+) -> AsyncGenerator[bytes, None]:
+    """A stream answered before its model has started: the renderer's opening, keep-alives
+    until ``opening`` gives the model's name and events, then those (``render_stream``).
+    For clients whose idle timers are shorter than a long prompt's evaluation on a CPU; a
+    failure to start is then the stream's error event, not an HTTP status."""
+    handed_over = False
+    try:
+        yield renderer.start()
+        while not opening.done():
+            done, _ = await asyncio.wait({opening}, timeout=ping_every)
+            if not done:
+                yield renderer.render((KeepAlive(),))
+        try:
+            model, batches = opening.result()
+        except ProviderError as exc:
+            yield renderer.error(exc)
+            return
+        except Exception:
+            log.exception("stream failed to start")
+            yield renderer.error(INTERNAL)
+            return
+        handed_over = True
+        async for chunk in render_stream(batches, renderer, observer(model), started):
+            yield chunk
+    finally:
+        if not handed_over:
+            opening.cancel()
+            opening.add_done_callback(_discard)
+
+
+_closing: set[asyncio.Future[None]] = set()
+
+
+def _discard(opening: asyncio.Future[tuple[str, AgentBatches]]) -> None:
+    """Close a stream that opened after its client left (it holds a provider slot)."""
+    if not opening.cancelled() and opening.exception() is None:
+        closing = asyncio.ensure_future(opening.result()[1].aclose())
+        _closing.add(closing)
+        closing.add_done_callback(_closing.discard)
+
+
+async def stream_when_open(
+    opening: Coroutine[Any, Any, tuple[str, AgentBatches]],
+    renderer: StreamRenderer,
+    observer: Callable[[str], Observer],
+    started: float,
+    patience: float,
+) -> AsyncGenerator[bytes, None]:
+    """The stream of a reply being opened: rendered as usual if the model starts within
+    ``patience`` seconds (a failure to start is then the route's HTTP error), else a
+    ``late_stream`` that starts now."""
+    task = asyncio.ensure_future(opening)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=patience)
+    except asyncio.CancelledError:
+        task.cancel()
+        task.add_done_callback(_discard)
+        raise
+    if done:
+        model, batches = task.result()
+        return render_stream(batches, renderer, observer(model), started)
+    return late_stream(task, renderer, observer, started, patience)

@@ -11,8 +11,7 @@ import pytest
 from anthropic.types import Message as SDKMessage
 from pydantic import BaseModel
 
-from localgpt.api.errors import APIError
-from localgpt.api.messages_convert import (
+from localgpt.api.anthropic.convert import (
     INVALID_ARGUMENTS,
     chat_params,
     dropped_tools,
@@ -22,14 +21,15 @@ from localgpt.api.messages_convert import (
     tool_use_id,
     usage_object,
 )
-from localgpt.api.messages_errors import (
+from localgpt.api.anthropic.errors import (
     AnthropicError,
     anthropic_error,
     decode,
     error_type,
     validate,
 )
-from localgpt.api.messages_protocol import CountTokensRequest, MessagesRequest, unknown_fields
+from localgpt.api.anthropic.protocol import CountTokensRequest, MessagesRequest, unknown_fields
+from localgpt.api.errors import APIError
 from localgpt.api.protocol import ChatCompletionRequest
 
 M = {"model": "claude-local", "max_tokens": 1024}
@@ -647,7 +647,7 @@ def test_text_answer() -> None:
         text="Hello! How can I help?",
         usage=usage_object(12, 9),
     )
-    # The notes' SDK-verified example, with the usage details the real API adds.
+    # An SDK-verified example, with the usage details the real API adds.
     assert obj == {
         "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
         "type": "message",

@@ -1,13 +1,13 @@
 """Wire models of OpenAI's Responses API (``POST /v1/responses``), as the openai SDK, the
-Agents SDK and Codex send it (research notes: /work/notes/responses.md).
+Agents SDK and Codex send it (shapes checked against the openai SDK's types).
 
 Like ``api.protocol``, the request is validated strictly: an unknown top-level field or a
 wrong type is a 400 that names the parameter (``errors.validation_error`` words it), and
 every field is either honoured, accepted and ignored (``IGNORED_FIELDS``), or refused by
 name (``background``, ``conversation``, ``prompt``, ``moderation``, ``top_logprobs`` > 0).
-Input items and tools are looser on purpose (see ``responses_items``): non-function tools
-(hosted, custom, namespace) are accepted and not offered to the model, as the notes advise
-for Codex, and ``responses_convert.dropped_tools`` says which.
+Input items and tools are looser on purpose (see ``responses.items``): non-function tools
+(hosted, custom, namespace) are accepted and not offered to the model (Codex sends them), and
+``responses.convert.dropped_tools`` says which.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails
 
-from localgpt.api.responses_items import (
+from localgpt.api.responses.items import (
     NAME_PATTERN,
     InputItem,
     Unknown,
@@ -38,7 +38,7 @@ _strict = ConfigDict(extra="forbid", strict=True)
 _replayed = ConfigDict(extra="ignore", strict=True)
 _opaque = ConfigDict(extra="allow", strict=True)
 
-# Tool types other than ``function``: the notes advise accepting them (Codex sends
+# Tool types other than ``function``: accepted (Codex sends
 # web_search, local_shell, image_generation, tool_search) without offering them to the model.
 DroppedToolType = Literal[
     "custom",

@@ -1,16 +1,15 @@
 """Wire models of Anthropic's Messages API: ``POST /v1/messages`` and
-``POST /v1/messages/count_tokens``, as the anthropic SDK and Claude Code send them
-(research notes: /work/notes/messages.md).
+``POST /v1/messages/count_tokens``, as the anthropic SDK and Claude Code send them.
 
 Strictness is Anthropic's where it protects the conversion (required fields, types, the
 image media types, the thinking budget, tool_use/tool_result pairing, with the real API's
 wording) and deliberately looser where Claude Code would break: unknown *top-level* fields
 are accepted and ignored (the real API rejects them, but Claude Code keeps adding new ones
-and a gateway must "forward them as open lists", notes §1.2; ``unknown_fields`` names them
+and a gateway must "forward them as open lists"; ``unknown_fields`` names them
 for a log line), and blocks and tools ignore keys they do not declare (new beta fields
 such as ``eager_input_streaming``). Server tools and server-side blocks are accepted and
 dropped; ``mcp_servers`` and non-text documents are refused. Errors are worded by
-``messages_errors.validation_error``: locations keep the tags of tagged unions
+``anthropic.errors.validation_error``: locations keep the tags of tagged unions
 (``thinking.enabled.budget_tokens``), as Anthropic's do.
 """
 
@@ -29,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from localgpt.api.messages_blocks import (
+from localgpt.api.anthropic.blocks import (
     Message,
     TextBlock,
     ToolResultBlock,
@@ -201,7 +200,7 @@ class _Conversation(BaseModel):
 
 def _check_pairing(messages: list[Message]) -> None:
     """Every ``tool_use`` answered by a ``tool_result`` in the next turn, and no result
-    without its call, worded as the real API words it (notes §1.3): chat templates break
+    without its call, worded as the real API words it: chat templates break
     on unpaired calls. Consecutive same-role messages are one turn, as Anthropic merges
     them; system messages do not break a turn."""
     turns: list[tuple[str, list[tuple[int, Message]]]] = []

@@ -1,4 +1,4 @@
-"""Input items and content parts of the Responses API (see ``responses_protocol``).
+"""Input items and content parts of the Responses API (see ``responses.protocol``).
 
 Items and parts ignore keys they do not declare, because clients replay what servers gave
 them (``phase``, ``namespace``, ``prompt_cache_breakpoint``...): a replayed item must never

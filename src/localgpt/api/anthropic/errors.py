@@ -2,17 +2,16 @@
 
 Anthropic's clients read ``{"type": "error", "error": {"type", "message"}, "request_id"}``
 (not OpenAI's ``{"error": {...}}``), pick their exception class by HTTP status, and Claude
-Code matches some messages by wording (/work/notes/messages.md §5). The real API validates
+Code matches some messages by wording. The real API validates
 with pydantic and words a bad field as ``<dotted location>: <pydantic message>``, keeping the
 tags of tagged unions and dropping union branch names:
 ``messages.0.content.1.image.source.base64.media_type: Input should be 'image/jpeg', ...``,
 ``tools.0.custom.name: String should match ...``, ``max_tokens: Field required``. The
-models of ``messages_protocol`` are laid out so that pydantic's locations read the same.
+models of ``anthropic.protocol`` are laid out so that pydantic's locations read the same.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,8 +20,9 @@ from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
 from localgpt.api.errors import APIError
+from localgpt.api.requests import Wording
 
-# HTTP status -> Anthropic error type (notes §5.2).
+# HTTP status -> Anthropic error type (as the anthropic SDK maps them).
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -45,11 +45,6 @@ def error_type(status: int) -> str:
     return "api_error" if status >= 500 else "invalid_request_error"
 
 
-def request_id() -> str:
-    """``req_`` + random: sent as the ``request-id`` header and in error bodies."""
-    return "req_" + os.urandom(12).hex()
-
-
 def anthropic_error(
     status: int, type: str | None, message: str, request_id: str | None = None
 ) -> dict[str, Any]:
@@ -63,23 +58,29 @@ def anthropic_error(
     return body
 
 
-class AnthropicError(Exception):
-    """An error to answer in Anthropic's shape (the route catches it, or installs a handler
-    for its paths: the app-wide handlers answer in OpenAI's shape)."""
+class AnthropicError(APIError):
+    """An error worded for Anthropic's clients: ``type`` is Anthropic's (``not_found_error``).
+    Raised as any ``APIError``; on ``/v1/messages`` paths every error is answered by
+    ``response`` (see ``api.errors.speak``)."""
 
-    def __init__(self, status: int, message: str, type: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.type = type or error_type(status)
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(status, message, type=type or error_type(status), headers=headers)
 
     def body(self, request_id: str | None = None) -> dict[str, Any]:
         return anthropic_error(self.status, self.type, self.message, request_id)
 
     def response(self, request_id: str | None = None) -> Response:
-        headers = {"x-should-retry": "true" if self.status in (429, 503, 529) else "false"}
-        if request_id is not None:
-            headers["request-id"] = request_id
+        """The error; ``request_id`` goes in the body (the gate sends the header)."""
+        headers = dict(self.headers or {})
+        headers["x-should-retry"] = (
+            "true" if self.status in (408, 409, 429, 503, 529) or (self.status >= 500) else "false"
+        )
         return Response(
             orjson.dumps(self.body(request_id)),
             status_code=self.status,
@@ -89,12 +90,22 @@ class AnthropicError(Exception):
 
     @classmethod
     def from_api_error(cls, exc: APIError) -> AnthropicError:
-        """An error raised in OpenAI's terms (a provider's, a shared helper's), re-shaped;
-        a named parameter leads the message as Anthropic's do."""
+        """An error raised in OpenAI's terms (a provider's, the gate's, a shared helper's),
+        re-shaped; a named parameter leads the message as Anthropic's do."""
+        if isinstance(exc, AnthropicError):
+            return exc
         message = exc.message
         if exc.param and not message.startswith(exc.param):
             message = f"{exc.param}: {message}"
-        return cls(exc.status, message)
+        return cls(exc.status, message, headers=exc.headers)
+
+
+def shape(error: APIError) -> Response:
+    """Any error on a Messages path, in Anthropic's shape (``api.errors.speak``)."""
+    from localgpt.api.gate import request_id as current
+
+    found = current.get()
+    return AnthropicError.from_api_error(error).response(found if found != "-" else None)
 
 
 # --- pydantic errors, worded as Anthropic words them ----------------------------------------
@@ -149,3 +160,8 @@ def validate(raw: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
     except ValidationError as exc:
         raise validation_error(exc.errors(include_url=False)) from None
     return raw
+
+
+# Request bodies on these paths are refused in Anthropic's words, and validated whole: the
+# pairing of tool_use and tool_result spans the messages.
+ANTHROPIC_WORDING = Wording(decode, validation_error, sliced=False)

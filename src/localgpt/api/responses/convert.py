@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from localgpt.api.errors import APIError
-from localgpt.api.responses_items import DROPPED_ITEM_TYPES
+from localgpt.api.responses.items import DROPPED_ITEM_TYPES
 
 Item = Mapping[str, Any]
 

@@ -1,6 +1,6 @@
 """The Response object of the Responses API and its output items, from plain values.
 
-Shapes follow the SDK-verified examples of /work/notes/responses.md §2: every field the
+Shapes are those the openai SDK parses strictly: every field the
 SDK declares without a default is always present (strict clients and Codex refuse a
 Response or usage object missing one), the request's settings are echoed with OpenAI's
 defaults when unset, and item ids are derived from the response id and call ids, so that
@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from localgpt.api.responses_convert import new_id
+from localgpt.api.responses.convert import new_id
 
 Status = Literal["completed", "incomplete", "failed", "in_progress"]
 ItemStatus = Literal["completed", "incomplete", "in_progress"]
@@ -56,7 +56,7 @@ def usage_object(
 
 def message_item(text: str | None, *, id: str, status: ItemStatus = "completed") -> dict[str, Any]:
     """An assistant message item with one ``output_text`` part; ``text`` ``None`` gives the
-    ``content: []`` of ``response.output_item.added`` (notes §3.3)."""
+    ``content: []`` of ``response.output_item.added`` (as OpenAI streams it)."""
     part: dict[str, Any] = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
     return {
         "id": id,

@@ -1,4 +1,4 @@
-"""Messages and content blocks of Anthropic's Messages API (see ``messages_protocol``).
+"""Messages and content blocks of Anthropic's Messages API (see ``anthropic.protocol``).
 
 Blocks ignore keys they do not declare (Claude Code adds beta fields over time) but are
 strict on what the conversion reads, with pydantic's locations laid out as Anthropic's

@@ -11,7 +11,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from localgpt.api.errors import APIError, validation_error
 from localgpt.api.protocol import ChatCompletionRequest
-from localgpt.api.responses_convert import (
+from localgpt.api.responses.convert import (
     chat_params,
     dropped_items,
     dropped_tools,
@@ -19,7 +19,7 @@ from localgpt.api.responses_convert import (
     referenced_ids,
     to_chat,
 )
-from localgpt.api.responses_objects import (
+from localgpt.api.responses.objects import (
     function_call_id,
     function_call_item,
     message_id,
@@ -28,7 +28,7 @@ from localgpt.api.responses_objects import (
     response_object,
     usage_object,
 )
-from localgpt.api.responses_protocol import ResponsesRequest
+from localgpt.api.responses.protocol import ResponsesRequest
 
 M = {"model": "local-model"}
 WEATHER = {
@@ -779,7 +779,7 @@ NOTES_TEXT_ANSWER = {
     "user": None,
     "metadata": {},
 }
-# Fields the notes list as optional extras, emitted too.
+# Optional fields of the spec, emitted too.
 EXTRAS = {
     "background": False,
     "max_tool_calls": None,
@@ -820,7 +820,7 @@ def parse(obj: dict[str, Any]) -> Response:
     return response
 
 
-def test_text_answer_matches_the_notes_example() -> None:
+def test_text_answer_matches_the_documented_example() -> None:
     obj = response_object(
         valid({**M, "input": "Hi"}),
         id="resp_0123456789abcdef0123456789abcdef",

@@ -1,7 +1,7 @@
 """Anthropic's Messages API in terms of the chat request the rest of the server runs, and
-the Message object back (research notes: /work/notes/messages.md).
+the Message object back (shapes checked against the anthropic SDK's types).
 
-Pure functions over *validated* request dicts (``messages_errors.validate`` returns the
+Pure functions over *validated* request dicts (``anthropic.errors.validate`` returns the
 JSON the client sent). The chat shape produced is the one of ``api.protocol``:
 
 * ``system`` (a string or text blocks) becomes one system message, blocks joined by a
