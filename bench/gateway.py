@@ -2,7 +2,9 @@
 
 Each server under test runs pinned to CPU 0; the fake upstream and the load generator share
 CPU 1, so the server's CPU time per request is its own. Scenarios: non-stream and 20-chunk
-stream at concurrency 1 and 32.
+stream at concurrency 1 and 32. The same localgpt process also serves the Responses API
+(stored, the default, and ``store: false``) and Anthropic Messages over the same upstream, so
+each API's added latency reads against the same upstream call.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench import loadgen
+
+Body = Callable[[str, bool], bytes]
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".bench"
@@ -124,6 +128,33 @@ def body(model: str, stream: bool) -> bytes:
     return json.dumps(data).encode()
 
 
+def responses_body(store: bool) -> Body:
+    def make(model: str, stream: bool) -> bytes:
+        data: dict[str, object] = {
+            "model": model,
+            "input": "Say hello.",
+            "max_output_tokens": 32,
+            "store": store,
+        }
+        if stream:
+            data["stream"] = True
+        return json.dumps(data).encode()
+
+    return make
+
+
+def messages_body(model: str, stream: bool) -> bytes:
+    return body(model, stream)  # the same fields: model, messages, max_tokens, stream
+
+
+# Each API, as its clients call it, over the same upstream: (target, path, body, headers).
+APIS: tuple[tuple[str, str, Body, dict[str, str]], ...] = (
+    ("responses", "/v1/responses", responses_body(True), {}),
+    ("responses nostore", "/v1/responses", responses_body(False), {}),
+    ("messages", "/v1/messages", messages_body, {"anthropic-version": "2023-06-01"}),
+)
+
+
 def measure(
     target: str,
     port: int,
@@ -132,13 +163,13 @@ def measure(
     duration: float,
     headers: dict[str, str] | None = None,
     levels: tuple[int, ...] = (1, 32),
+    path: str = "/v1/chat/completions",
+    make_body: Body = body,
 ) -> list[Row]:
     rows = []
     for stream in (False, True):
         for concurrency in levels:
-            payload = loadgen.build_request(
-                "/v1/chat/completions", body(model, stream), headers or {}
-            )
+            payload = loadgen.build_request(path, make_body(model, stream), headers or {})
             before = cpu_seconds(pid) if pid else 0.0
             result = asyncio.run(loadgen.run(port, payload, concurrency, duration))
             used = cpu_seconds(pid) - before if pid else None
@@ -216,6 +247,18 @@ def run(duration: float = 4.0, with_litellm: bool = True) -> dict[str, object]:
             time.sleep(1.0)
             info["localgpt"] = {"startup_s": startup, "idle_rss_mb": rss_mb(proc.pid)}
             rows += measure("localgpt", port, "openai/bench-model", proc.pid, duration)
+            for target, path, make_body, headers in APIS:
+                rows += measure(
+                    target,
+                    port,
+                    "openai/bench-model",
+                    proc.pid,
+                    duration,
+                    headers,
+                    (1, 32),
+                    path,
+                    make_body,
+                )
             info["localgpt"]["peak_rss_mb"] = rss_mb(proc.pid, "VmHWM")  # type: ignore[index]
 
         # The same requests with the assistant layer on: system prompt with the workspace

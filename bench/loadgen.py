@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 
 import httptools
 
-FIRST_CONTENT = re.compile(rb'"content":\s*"[^"]')
+# The first text: a Chat Completions delta's content, a Responses output_text delta, or an
+# Anthropic text_delta's text (never the empty text of a block's start).
+FIRST_CONTENT = re.compile(rb'"(?:content|delta|text)":\s*"[^"]')
 
 
 @dataclass

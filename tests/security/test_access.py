@@ -66,7 +66,7 @@ def chat(server: Server, key: str | None, **body: Any) -> httpx.Response:
         {},
         {"Authorization": "Bearer wrong-key-0123456789"},
         {"Authorization": f"Basic {FULL}"},
-        {"X-API-Key": FULL},
+        {"X-API-Key": f"Bearer {FULL}"},  # x-api-key carries the bare key
         {"api-key": FULL},
         {"Authorization": FULL},
         {"Authorization": f"Bearer {FULL}x"},

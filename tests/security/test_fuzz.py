@@ -1,6 +1,7 @@
 """Property-based fuzzing of every route in the server's own /openapi.json (schemathesis).
 
-Whatever arrives, the answer is never a 5xx, and every error is in OpenAI's shape. (The
+Whatever arrives, the answer is never a 5xx, and every error is in its API's shape: OpenAI's,
+or Anthropic's on /v1/messages. (The
 operations are driven one by one with hypothesis: schemathesis's pytest plugin does not
 work with the pytest pinned here.)
 """
@@ -27,10 +28,10 @@ def server(servers: Callable[[str], Server], fake_openai: FakeOpenAI) -> Server:
     return servers(gateway_config(fake_openai.url, gateway=False))
 
 
-def test_no_server_errors_and_every_error_in_openai_shape(server: Server) -> None:
+def test_no_server_errors_and_every_error_in_its_apis_shape(server: Server) -> None:
     schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) >= 18  # every route is in the schema, none is left out
+    assert len(operations) >= 24  # every route is in the schema, none is left out
     seen: dict[str, int] = {}
     cases = [
         (op, mode)
@@ -49,7 +50,7 @@ def test_no_server_errors_and_every_error_in_openai_shape(server: Server) -> Non
 def _check(
     server: Server, operation: Any, mode: GenerationMode, seen: dict[str, int]
 ) -> Callable[[], None]:
-    """One operation's property: never a 5xx, errors in OpenAI's shape."""
+    """One operation's property: never a 5xx, errors in the shape of the API's clients."""
 
     @given(case=operation.as_strategy(mode))
     @settings(
@@ -64,7 +65,12 @@ def _check(
             resp.text[:300],
             case.body,
         )
-        if resp.status_code >= 400:
+        if resp.status_code >= 400 and operation.path.startswith("/v1/messages"):
+            body = resp.json()
+            assert set(body) == {"type", "error", "request_id"}, (operation.label, body)
+            assert body["type"] == "error" and set(body["error"]) == {"type", "message"}
+            assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+        elif resp.status_code >= 400:
             body = resp.json()
             assert set(body) == {"error"}, (operation.label, body)
             assert set(body["error"]) == {"message", "type", "param", "code"}

@@ -26,7 +26,8 @@ def install(app: FastAPI) -> None:
     )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    @app.get("/", include_in_schema=False)
+    # HEAD too: Claude Code probes its base URL with HEAD / before its first request.
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(
             STATIC / "index.html",

@@ -21,9 +21,12 @@ import orjson
 from starlette.requests import Request
 
 from localgpt.agent.tools import Permissions
+from localgpt.api.anthropic.errors import error_type
 from localgpt.api.render import Observer
+from localgpt.api.render.anthropic import event
 from localgpt.api.state import AppState
 from localgpt.providers.base import ForwardsMessages, Provider
+from localgpt.providers.errors import ProviderError
 from localgpt.providers.events import Usage
 from localgpt.providers.router import Route
 
@@ -100,28 +103,31 @@ async def relay(
     first: float | None = None
     ended = False
     try:
-        async for chunk in chunks:
-            pending += chunk
-            cut = pending.rfind(b"\n\n")
-            if cut < 0:
-                continue
-            ready, pending = pending[: cut + 2], pending[cut + 2 :]
-            out = []
-            for block in ready.split(b"\n\n")[:-1]:
-                kind = _event_name(block)
-                if kind == b"message_start":
-                    block, found = _renamed(block, model)
-                    usage.update(found)
-                elif kind == b"message_delta":
-                    usage.update(_data(block).get("usage") or {})
-                elif kind == b"content_block_delta" and first is None:
-                    first = time.perf_counter() - started
-                elif kind in (b"message_stop", b"error"):
-                    ended = True
-                out.append(block + b"\n\n")
-            yield b"".join(out)
-        if pending.strip():
-            yield pending if pending.endswith(b"\n\n") else pending + b"\n\n"
+        try:
+            async for chunk in chunks:
+                pending += chunk
+                cut = pending.rfind(b"\n\n")
+                if cut < 0:
+                    continue
+                ready, pending = pending[: cut + 2], pending[cut + 2 :]
+                out = []
+                for block in ready.split(b"\n\n")[:-1]:
+                    kind = _event_name(block)
+                    if kind == b"message_start":
+                        block, found = _renamed(block, model)
+                        usage.update(found)
+                    elif kind == b"message_delta":
+                        usage.update(_data(block).get("usage") or {})
+                    elif kind == b"content_block_delta" and first is None:
+                        first = time.perf_counter() - started
+                    elif kind in (b"message_stop", b"error"):
+                        ended = True
+                    out.append(block + b"\n\n")
+                yield b"".join(out)
+        except ProviderError as exc:  # the upstream failed mid-way: a half event is dropped
+            error = {"type": error_type(exc.status), "message": exc.message}
+            yield event("error", {"error": error})
+            return
         if not ended:
             yield CUT  # never a silent end
     finally:
