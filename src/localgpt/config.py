@@ -278,6 +278,9 @@ class KeyConfig(_Section):
     """gateway, assistant, full, admin or metrics."""
     name: str | None = None
     """A name for logs and rate limits."""
+    mcp: list[str] | None = None
+    """The MCP servers whose tools this key's assistant may use; unset: all of them for a
+    full or admin key, none for an assistant key."""
 
 
 class ServerConfig(_Section):
@@ -376,22 +379,180 @@ class ResponsesConfig(_Section):
     """How long a stored response is kept."""
 
 
+_CLOCK = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]|24:00")
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``"30m"``, ``"1h30m"``, ``"45s"``, ``"2d"`` (upstream's interval form)."""
+    match = _DURATION.fullmatch(text.strip())
+    if not text.strip() or match is None:
+        raise ValueError(f"{text!r} is not a duration like 30m, 1h30m, 45s or 1d")
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    total = days * 86400 + hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise ValueError(f"{text!r}: a duration must be longer than 0")
+    return float(total)
+
+
+def _check_duration(value: str | None) -> str | None:
+    if value is not None:
+        parse_duration(value)
+    return value
+
+
+def _check_zone(value: str | None) -> str | None:
+    if value is not None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+    return value
+
+
 class ActiveHours(_Section):
+    """When the heartbeat may run; a cycle due outside these hours is skipped."""
+
     start: str = "00:00"
-    """Upstream's key; kept for compatibility."""
+    """`HH:MM`, local to `timezone`."""
     end: str = "24:00"
-    """Upstream's key; kept for compatibility."""
+    """`HH:MM`; before `start` means the hours run past midnight (`22:00` to `06:00`)."""
+    timezone: str | None = None
+    """An IANA zone (`Europe/Paris`); the machine's local time when unset."""
+
+    @field_validator("start", "end")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        if not _CLOCK.fullmatch(value):
+            raise ValueError(f"{value!r} is not a time of day like 09:00")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return _check_zone(value)
 
 
 class HeartbeatConfig(_Section):
-    """Upstream's periodic tasks (read, not run, by this implementation)."""
+    """The heartbeat: the assistant wakes every `interval` to work through HEARTBEAT.md."""
 
     enabled: bool = False
-    """Upstream's key; kept for compatibility."""
+    """Run it while the server runs."""
     interval: str = "30m"
-    """Upstream's key; kept for compatibility."""
+    """How often: `30m`, `1h`, `45s`."""
     active_hours: ActiveHours | None = None
-    """Upstream's key; kept for compatibility."""
+    """`{ start = "09:00", end = "22:00", timezone = "Europe/Paris" }`; always when unset."""
+    timeout: str | None = None
+    """How long one cycle may take; half the interval when unset."""
+    model: str | None = None
+    """The model it runs on; the default model when unset."""
+
+    @field_validator("interval", "timeout")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        return _check_duration(value)
+
+    @property
+    def seconds(self) -> float:
+        return parse_duration(self.interval)
+
+    @property
+    def timeout_seconds(self) -> float:
+        return parse_duration(self.timeout) if self.timeout else self.seconds / 2
+
+
+class JobConfig(_Section):
+    """A scheduled job: a prompt the assistant runs on a schedule, in a session of its own."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    """Its name, for `localgpt jobs run NAME` and the logs."""
+    prompt: str = Field(min_length=1)
+    """What the assistant is asked each time."""
+    cron: str | None = None
+    """A cron expression (`0 8 * * mon-fri`), in `timezone`; or use `every`."""
+    every: str | None = None
+    """An interval (`30m`, `6h`); or use `cron`."""
+    timezone: str | None = None
+    """The zone `cron` is read in; the machine's local time when unset."""
+    model: str | None = None
+    """The model; the default model when unset."""
+    tools: list[str] | None = None
+    """The server tools it may use (`memory_save`, `mcp_github_search`...); all when unset."""
+    timeout: str = "10m"
+    """How long one run may take."""
+    enabled: bool = True
+    """False keeps it listed but never run on its schedule."""
+
+    @field_validator("every", "timeout")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        return _check_duration(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return _check_zone(value)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            from croniter import croniter
+
+            if not croniter.is_valid(value):
+                raise ValueError(f"{value!r} is not a cron expression like 0 8 * * mon-fri")
+        return value
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> JobConfig:
+        if (self.cron is None) == (self.every is None):
+            raise ValueError(f"job {self.name}: give exactly one of cron or every")
+        return self
+
+
+class McpServerConfig(_Section):
+    """An MCP server whose tools the assistant may use, as `mcp_NAME_TOOL`."""
+
+    command: str | None = None
+    """stdio: the program to start (its `PATH` is the server's)."""
+    args: list[str] = []
+    """stdio: its arguments."""
+    env: dict[str, str] = {}
+    """stdio: its environment, over a minimal one (HOME, PATH, USER...): the server's own
+    environment is not passed on."""
+    cwd: str | None = None
+    """stdio: its working folder."""
+    url: str | None = None
+    """Streamable HTTP: the server's endpoint (`http://127.0.0.1:8931/mcp`)."""
+    headers: dict[str, str] = {}
+    """Streamable HTTP: headers on every request (`Authorization`)."""
+    timeout: float = Field(60.0, gt=0)
+    """Seconds one tool call may take."""
+    enabled: bool = True
+    """False: configured but not started."""
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerConfig:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give exactly one of command (stdio) or url (streamable HTTP)")
+        return self
+
+
+class McpConfig(_Section):
+    """The Model Context Protocol: MCP servers whose tools the assistant uses."""
+
+    servers: dict[str, McpServerConfig] = {}
+    """`[mcp.servers.NAME]` tables."""
+
+    @field_validator("servers")
+    @classmethod
+    def _names(cls, value: dict[str, McpServerConfig]) -> dict[str, McpServerConfig]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9-]{1,32}", name):
+                raise ValueError(f"mcp.servers.{name}: a name may use letters, digits and -")
+        return value
 
 
 class Config(_Section):
@@ -402,6 +563,8 @@ class Config(_Section):
     tools: ToolsConfig = ToolsConfig()
     responses: ResponsesConfig = ResponsesConfig()
     heartbeat: HeartbeatConfig = HeartbeatConfig()
+    jobs: list[JobConfig] = []
+    mcp: McpConfig = McpConfig()
 
     @field_validator("providers", mode="before")
     @classmethod
@@ -423,6 +586,14 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _check(self) -> Config:
+        names = [job.name for job in self.jobs]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"jobs: two jobs are named {name}")
+        for key in self.server.api_keys():
+            for server in key.mcp or ():
+                if server not in self.mcp.servers:
+                    raise ValueError(f"server.auth_token: no MCP server named {server}")
         if self.memory.chunk_overlap >= self.memory.chunk_size:
             raise ValueError("memory.chunk_overlap: must be smaller than memory.chunk_size")
         for name in self.providers:
@@ -625,6 +796,9 @@ REFERENCE_SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("keys in [server] auth_token", KeyConfig),
     ("[tools]", ToolsConfig),
     ("[heartbeat]", HeartbeatConfig),
+    ("[heartbeat.active_hours]", ActiveHours),
+    ("[[jobs]]", JobConfig),
+    ("[mcp.servers.NAME]", McpServerConfig),
 ]
 
 

@@ -205,3 +205,30 @@ def test_port_with_a_server_answering_health(health_server: tuple[str, int]) -> 
 def test_port_unresolvable_bind() -> None:
     check = port_check("no-such-host.invalid", 31327)
     assert check.status == "fail" and "cannot resolve" in check.detail
+
+
+def test_each_mcp_server_is_started_and_its_tools_listed(tmp_path: Path) -> None:
+    import json
+    import sys
+
+    toy = Path(__file__).parent.parent / "mcp" / "toy_server.py"
+    found = asyncio.run(
+        doctor._mcp(
+            config(
+                {
+                    "mcp": {
+                        "servers": {
+                            "toy": {"command": sys.executable, "args": [str(toy)]},
+                            "gone": {"command": str(tmp_path / "no-such-server")},
+                        }
+                    }
+                }
+            ),
+            wait=10,
+        )
+    )
+    checks = by_name(found)
+    assert checks["mcp toy"].status == "ok" and "4 tools" in checks["mcp toy"].detail
+    assert "mcp_toy_secret_word" in checks["mcp toy"].detail
+    assert checks["mcp gone"].status == "fail" and "no-such-server" in checks["mcp gone"].detail
+    assert json.dumps([c.as_dict() for c in found])

@@ -7,6 +7,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Dialog, Locator, Page, expect, sync_playwright
 
@@ -368,3 +369,14 @@ def test_a_failed_request_shows_its_status_and_message(page: Page) -> None:
     )
     send(page, "and now?")
     expect(page.locator(".message.error").last).to_contain_text("ended before it finished")
+
+
+def test_the_heartbeats_last_run_is_shown(page: Page, server: Server) -> None:
+    expect(page.locator("#heartbeat")).to_be_hidden()  # off, and never run
+    ran = httpx.post(
+        f"{server.url}/api/heartbeat/run", headers={"Authorization": f"Bearer {KEY}"}, timeout=30
+    )
+    assert ran.json()["outcome"] == "ok"  # no tasks in HEARTBEAT.md: no model needed
+    page.reload()
+    expect(page.locator("#heartbeat")).to_contain_text("Heartbeat: off")
+    expect(page.locator("#heartbeat")).to_contain_text("last: ok at")

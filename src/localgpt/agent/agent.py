@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from localgpt.agent.budget import check_context, estimate_tokens
 from localgpt.agent.events import AgentBatches, collect_reply
@@ -37,6 +37,9 @@ from localgpt.providers.messages import ChatMessage, ChatParams, text_of
 from localgpt.providers.router import Route, Router
 from localgpt.providers.stops import StopWatch
 
+if TYPE_CHECKING:
+    from localgpt.mcp.client import McpHub
+
 log = logging.getLogger("localgpt.agent")
 _MESSAGE_PARAM = re.compile(r"messages\[(\d+)\](.*)")
 WEB_ADDRESS = re.compile(r"\bhttps?://\S+|\bwww\.\S+\.\S+", re.IGNORECASE)
@@ -45,10 +48,17 @@ GRAMMAR_WITHHELD = frozenset({"memory_search", "memory_get", "memory_save", "bas
 
 
 class Agent:
-    def __init__(self, config: Config, router: Router, memory: Memory | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        router: Router,
+        memory: Memory | None = None,
+        mcp: McpHub | None = None,
+    ) -> None:
         self.config = config
         self.router = router
         self.memory = memory
+        self.mcp = mcp
         self.gateway = config.agent.gateway_mode
         self.stash = ToolStash()
         self._identity = system_prompt()
@@ -97,7 +107,7 @@ class Agent:
             return None
         if (params.get("response_format") or {}).get("type") in ("json_object", "json_schema"):
             return None
-        return Toolbox(self.config, self.memory, permissions)
+        return Toolbox(self.config, self.memory, permissions, self.mcp)
 
     def offered(
         self,

@@ -12,11 +12,14 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from localgpt.agent import fetch
 from localgpt.config import Config
 from localgpt.memory.manager import Memory
+
+if TYPE_CHECKING:
+    from localgpt.mcp.client import McpHub, McpTool
 
 
 class ToolError(Exception):
@@ -32,6 +35,7 @@ class Permissions:
     local_tools: bool = False  # bash and write_file, where the config enables them
     caller: str | None = None  # which key: its tool turns and sessions are its own
     admin: bool = False  # sees every key's sessions
+    mcp: frozenset[str] | None = None  # the MCP servers whose tools it may use; None: all
 
 
 Handler = Callable[[dict[str, Any]], Awaitable[str]]
@@ -101,9 +105,16 @@ WRITE_FILE = _fn(
 class Toolbox:
     """Server tools for one request: their definitions for the model and their handlers."""
 
-    def __init__(self, config: Config, memory: Memory, permissions: Permissions) -> None:
+    def __init__(
+        self,
+        config: Config,
+        memory: Memory,
+        permissions: Permissions,
+        mcp: McpHub | None = None,
+    ) -> None:
         self.config = config
         self.memory = memory
+        self.mcp = mcp
         self.handlers: dict[str, Handler] = {
             "memory_search": self._search,
             "memory_get": self._get,
@@ -119,6 +130,27 @@ class Toolbox:
         if permissions.local_tools and config.tools.file_write:
             self.handlers["write_file"] = self._write
             self.definitions.append(WRITE_FILE)
+        if mcp is not None:
+            for tool in mcp.tools(permissions.mcp):
+                if tool.function not in self.handlers:  # never in place of our own
+                    self.add(tool.definition, self._mcp_handler(mcp, tool))
+
+    def add(self, definition: dict[str, Any], handler: Handler) -> None:
+        """One more tool for this request (the heartbeat's own, an MCP server's)."""
+        self.handlers[definition["function"]["name"]] = handler
+        self.definitions.append(definition)
+
+    @staticmethod
+    def _mcp_handler(mcp: McpHub, tool: McpTool) -> Handler:
+        async def call(args: dict[str, Any]) -> str:
+            from localgpt.mcp.client import McpToolError, McpUnavailable
+
+            try:
+                return await mcp.call(tool, args)
+            except (McpToolError, McpUnavailable) as exc:
+                raise ToolError(str(exc)) from None
+
+        return call
 
     def only(self, names: set[str]) -> Toolbox:
         """This toolbox narrowed to some of its tools (the memory flush offers one)."""
@@ -156,18 +188,7 @@ class Toolbox:
         results = await self.memory.search(query, limit)
         if not results:
             return "No notes match: answer from what you know, or say you do not know."
-        return json.dumps(
-            [
-                {
-                    "path": r.path,
-                    "lines": f"{r.start_line}-{r.end_line}",
-                    "score": round(r.score, 3),
-                    "text": r.snippet,
-                }
-                for r in results
-            ],
-            ensure_ascii=False,
-        )
+        return json.dumps([r.as_hit() for r in results], ensure_ascii=False)
 
     async def _get(self, args: dict[str, Any]) -> str:
         from localgpt.memory.workspace import WorkspaceError

@@ -9,12 +9,23 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from starlette.responses import Response
 
 from localgpt import __version__
-from localgpt.api import chat, completions, embeddings, errors, models, native, page
+from localgpt.api import (
+    chat,
+    completions,
+    embeddings,
+    errors,
+    heartbeat,
+    mcp_endpoint,
+    models,
+    native,
+    page,
+)
 from localgpt.api.anthropic import routes as anthropic
 from localgpt.api.anthropic.protocol import CountTokensRequest, MessagesRequest
 from localgpt.api.errors import APIError
@@ -72,11 +83,16 @@ def create_app(config: Config) -> FastAPI:
         if state.memory is not None:
             state.memory.workspace.ensure()  # a few small files: there before the first request
             background.append(asyncio.create_task(state.memory.start()))
+        if state.mcp is not None:
+            state.mcp.start()
+        if state.autonomy is not None and state.autonomy.wanted:
+            state.autonomy.scheduler.start()
         try:
             yield
         finally:
             for task in background:
                 task.cancel()
+            await mcp_server.aclose()
             await state.aclose()
 
     app = FastAPI(
@@ -96,6 +112,8 @@ def create_app(config: Config) -> FastAPI:
     app.include_router(native.router)
     page.install(app)
     app.include_router(models.router)
+    app.include_router(heartbeat.router)
+    mcp_server = mcp_endpoint.install(app, enabled=not config.agent.gateway_mode)
 
     @app.get("/ready", summary="Readiness: the default model can answer", response_class=Response)
     async def ready(request: Request) -> Response:
@@ -103,7 +121,11 @@ def create_app(config: Config) -> FastAPI:
         if state.ready.is_set():
             why = await state.default_unreachable()
             if why is None:
-                return Response(b'{"status":"ready"}', media_type="application/json")
+                if state.mcp is None:
+                    return Response(b'{"status":"ready"}', media_type="application/json")
+                # MCP servers down do not make the assistant unready: it goes on without them.
+                body = {"status": "ready", "mcp": state.mcp.status()}
+                return Response(orjson.dumps(body), media_type="application/json")
             return APIError(
                 503,
                 f"The default model cannot answer: {why}",

@@ -62,6 +62,14 @@ READ_ONLY_NATIVE = ("/api/memory/search", "/api/memory/file", "/api/memory/stats
 LOCALHOST_ORIGIN = re.compile(LOCALHOST_ORIGINS.encode())
 
 
+def _mcp_servers(key: KeyConfig) -> frozenset[str] | None:
+    """The MCP servers whose tools a key's assistant may use: those it names, else all for a
+    full or admin key and none for the others."""
+    if key.mcp is not None:
+        return frozenset(key.mcp)
+    return None if key.scope in ("full", "admin") else frozenset()
+
+
 def caller_of(key: str) -> str:
     """A key's identity where it is stored (session files, stash keys): not the key."""
     return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
@@ -136,7 +144,12 @@ class Gate:
         # What each key may do, and who it is: its tool turns and sessions are its own. The
         # identity is a hash of the key, so it survives a reordered or renamed key list.
         self.grants = {
-            id(k): replace(SCOPES[k.scope], caller=caller_of(k.key), admin=k.scope == "admin")
+            id(k): replace(
+                SCOPES[k.scope],
+                caller=caller_of(k.key),
+                admin=k.scope == "admin",
+                mcp=_mcp_servers(k),
+            )
             for _, k in self.keys
         }
         self.max_body = config.server.max_request_body
@@ -298,6 +311,8 @@ class Gate:
                 return _scope_error(key, path, ": /metrics needs an admin or a metrics key")
             if key.scope == "metrics" and path not in ("/metrics", "/ready"):
                 return _scope_error(key, path)
+            if path == "/mcp" and key.scope == "gateway":
+                return _scope_error(key, path, ": the memory's MCP server needs an assistant key")
             if (
                 path.startswith("/api/")
                 and key.scope not in NATIVE_SCOPES

@@ -24,9 +24,11 @@ MODEL_KEY = "localgpt.model"  # set on the ASGI scope once a model has answered
 OTHER_MODEL = "other"  # the metrics label of a model nobody configured or listed
 
 if TYPE_CHECKING:
+    from localgpt.agent.heartbeat import Autonomy
     from localgpt.api.metrics import Metrics
     from localgpt.api.render import Observer
     from localgpt.api.responses.store import ResponseStore
+    from localgpt.mcp.client import McpHub
     from localgpt.memory.embedder import Embedder
     from localgpt.providers.events import Usage
 
@@ -42,6 +44,8 @@ class AppState:
     _embedder: Embedder | None = None
     metrics: Metrics | None = None
     responses: ResponseStore | None = None  # None when [responses] store is off
+    mcp: McpHub | None = None  # None without [mcp.servers]
+    autonomy: Autonomy | None = None  # the heartbeat and jobs; None in gateway mode
     # Set once the default model can answer (an embedded one is loaded and warm).
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     unavailable: str | None = None  # why the default model failed to load, if it did
@@ -58,6 +62,15 @@ class AppState:
             made.memory,
             made.conversations,
         )
+        state.mcp = made.mcp
+        if made.conversations is not None:
+            from localgpt.agent.heartbeat import Autonomy
+            from localgpt.agent.schedule import RunLog, SystemClock
+
+            runs = RunLog(Paths.from_env().state_dir / "runs.jsonl")
+            state.autonomy = Autonomy(
+                config, made.agent, made.conversations.store, runs, SystemClock()
+            )
         if config.responses.store:
             from localgpt.api.responses.store import SQLiteResponseStore
 
@@ -121,6 +134,10 @@ class AppState:
 
     async def aclose(self) -> None:
         try:
+            if self.autonomy is not None:
+                await self.autonomy.scheduler.aclose()
+            if self.mcp is not None:
+                await self.mcp.aclose()
             if self.responses is not None:
                 await self.responses.aclose()
             if self.memory is not None:

@@ -49,8 +49,51 @@ def run(
     checks += models(config, files)
     checks.append(_embedder(config))
     checks += _memory(config)
+    checks += asyncio.run(_mcp(config))
     checks += [_port(config), _exposure(config)]
     return checks
+
+
+async def _mcp(config: Config, wait: float = 15.0) -> list[Check]:
+    """Each MCP server started (or reached) as the server would, and its tools listed."""
+    servers = {n: s for n, s in config.mcp.servers.items() if s.enabled}
+    if not servers:
+        return []
+    import tempfile
+
+    from localgpt.mcp.client import McpConnection
+
+    found: list[Check] = []
+    with tempfile.TemporaryDirectory() as folder:
+        connections = [
+            McpConnection(name, settings, Path(folder) / f"{name}.log")
+            for name, settings in servers.items()
+        ]
+        for c in connections:
+            c.start()
+        await asyncio.gather(*(c.wait_ready(wait) for c in connections))
+        for c in connections:
+            where = c.settings.command or c.settings.url
+            if c.status.connected:
+                names = ", ".join(t.function for t in c.tools[:6])
+                more = "..." if len(c.tools) > 6 else ""
+                found.append(
+                    Check(f"mcp {c.name}", "ok", f"{where}: {len(c.tools)} tools ({names}{more})")
+                )
+            else:
+                log = (Path(folder) / f"{c.name}.log").read_text(errors="replace")[-300:]
+                detail = c.status.last_error or f"no answer within {wait:g} s"
+                found.append(
+                    Check(
+                        f"mcp {c.name}",
+                        "fail",
+                        f"{where}: {detail}"
+                        + (f"; its output: {log.strip()}" if log.strip() else ""),
+                        f"check mcp.servers.{c.name} (command, args, url) and run it by hand",
+                    )
+                )
+        await asyncio.gather(*(c.aclose() for c in connections))
+    return found
 
 
 def sha256_with_progress(path: Path, what: str) -> str:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from localgpt.cli import ask, configure, memory, models, serve, sessions
+from localgpt.cli import ask, background, configure, memory, models, serve, sessions
 from localgpt.cli.common import ConfigOption
 
 app = typer.Typer(
@@ -21,6 +21,9 @@ app.add_typer(configure.config_app, name="config")
 app.add_typer(models.model_app, name="model")
 app.add_typer(memory.memory_app, name="memory")
 app.add_typer(sessions.sessions_app, name="sessions")
+app.add_typer(background.heartbeat_app, name="heartbeat")
+app.add_typer(background.jobs_app, name="jobs")
+app.command("mcp")(background.mcp)
 app.command()(serve.serve)
 app.command()(ask.ask)
 app.command()(ask.chat)

@@ -15,6 +15,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +42,15 @@ class SearchResult:
     end_line: int
     score: float
     snippet: str
+
+    def as_hit(self) -> dict[str, Any]:
+        """As a tool result shows it to a model (ours, or an MCP client's)."""
+        return {
+            "path": self.path,
+            "lines": f"{self.start_line}-{self.end_line}",
+            "score": round(self.score, 3),
+            "text": self.snippet,
+        }
 
 
 class Search:

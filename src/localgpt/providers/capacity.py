@@ -41,6 +41,12 @@ class Slots:
         self.active += 1
         return time.monotonic() - started
 
+    async def free(self, poll: float = 0.05) -> None:
+        """Return once a call would start at once with nobody waiting before it: background
+        work (the heartbeat, scheduled jobs) goes after the requests, not among them."""
+        while self.waiting or self.active >= self.limit:  # noqa: ASYNC110 (rare, background)
+            await asyncio.sleep(poll)
+
     def release(self) -> None:
         self.active -= 1
         assert self._semaphore is not None

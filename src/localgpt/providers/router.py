@@ -206,6 +206,14 @@ class Router:
             found = self._slots[name] = Slots(name, limit, queue)
         return found
 
+    async def wait_free(self, model: str) -> None:
+        """Wait until the provider serving ``model`` has a free slot and no queue."""
+        try:
+            name = self.resolve(model).provider
+        except ProviderError:
+            return  # the call itself will say what is wrong
+        await self.slots(name).free()
+
     def queues(self) -> dict[str, tuple[int, int]]:
         """Waiting and running requests per provider, for metrics."""
         return {name: (s.waiting, s.active) for name, s in self._slots.items()}

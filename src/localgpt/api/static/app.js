@@ -386,6 +386,40 @@ function wire() {
   });
 }
 
+// --- the heartbeat -----------------------------------------------------------------------
+
+const clock = (iso) => new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+
+async function loadHeartbeat() {
+  let status;
+  try {
+    status = await json("/api/heartbeat/status");
+  } catch {
+    return; // gateway mode, or a key that may not see it: nothing to show
+  }
+  const box = $("heartbeat");
+  const last = status.last_run;
+  const parts = [`Heartbeat: ${status.enabled ? "every " + status.interval : "off"}`];
+  if (status.running) parts.push("running now");
+  const line = document.createElement("div");
+  line.textContent = parts.join(", ");
+  const rows = [line];
+  if (last) {
+    const run = document.createElement("div");
+    run.className = "outcome-" + last.outcome;
+    run.textContent = `last: ${last.outcome} at ${clock(last.started)} (${last.seconds.toFixed(1)} s)`;
+    run.title = last.detail || "";
+    rows.push(run);
+  }
+  if (status.next_run) {
+    const next = document.createElement("div");
+    next.textContent = `next: ${clock(status.next_run)}`;
+    rows.push(next);
+  }
+  box.replaceChildren(...rows);
+  box.hidden = !status.enabled && !last;
+}
+
 async function start() {
   wire();
   try {
@@ -400,6 +434,8 @@ async function start() {
   // wiped by the first selectSession().
   $("input").disabled = false;
   $("input").focus();
+  loadHeartbeat(); // after the sessions: a key, if one is needed, has been asked for
+  setInterval(loadHeartbeat, 60000);
 }
 
 start();
