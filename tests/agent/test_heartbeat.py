@@ -19,7 +19,7 @@ from localgpt.providers.events import StreamEvent
 from tests.scripted import ScriptedProvider, calls, scripted_config, scripted_router, text
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # a Monday
-TASKS = "# Heartbeat\n\n- [ ] Every morning: note the day's plan in the log\n"
+TASKS = "# Heartbeat\n\n- Every morning: note the day's plan in the log\n"
 
 
 class Clock:
@@ -73,12 +73,10 @@ def _offered(request: ChatRequest) -> list[str]:
 
 
 def test_a_due_task_is_done_the_file_updated_then_the_next_cycle_is_ok(tmp_path: Path) -> None:
-    done = "# Heartbeat\n\n- [x] Every morning: note the day's plan (done 2 March)\n"
     provider = ScriptedProvider(
         calls(("memory_save", {"content": "Plan for 2 March: review the budget."})),
-        calls(("heartbeat_update", {"content": done})),
-        text("Noted the plan and updated HEARTBEAT.md."),
-        text(HEARTBEAT_OK),
+        text("Noted the day's plan in the log."),
+        text("should not be asked"),
     )
     autonomy, memory, store, runs = _autonomy(
         tmp_path, provider, Clock(), heartbeat={"enabled": True}
@@ -89,17 +87,18 @@ def test_a_due_task_is_done_the_file_updated_then_the_next_cycle_is_ok(tmp_path:
         try:
             first = await autonomy.scheduler.run_now("heartbeat", "heartbeat")
             assert first.outcome == "acted", first
-            assert first.tools == ["memory_save", "heartbeat_update"]
-            assert "updated HEARTBEAT.md" in first.detail
-            # The model saw the tasks, with the heartbeat's own tools and no others.
+            assert first.tools == ["memory_save"]
+            assert "Noted the day's plan" in first.detail
+            # "Every morning" is due on its face: the model is asked only to do it, with
+            # the heartbeat's tools and no others.
             prompt = provider.requests[0].messages[-1]["content"]
-            assert "Every morning: note the day's plan" in prompt and HEARTBEAT_OK in prompt
-            assert set(_offered(provider.requests[0])) == {
-                "memory_save",
-                "memory_search",
-                "heartbeat_update",
-            }
-            assert (memory.workspace.root / "HEARTBEAT.md").read_text() == done
+            assert "Every morning: note the day's plan" in prompt and "due now" in prompt
+            assert set(_offered(provider.requests[0])) == {"memory_save", "memory_search"}
+            stamp = START.astimezone(None).strftime("%Y-%m-%d %H:%M")
+            assert (memory.workspace.root / "HEARTBEAT.md").read_text() == (
+                "# Heartbeat\n\n- Every morning: note the day's plan in the log"
+                f" (last done: {stamp})\n"
+            )
             daily = list((memory.workspace.root / "memory").glob("*.md"))
             assert any("review the budget" in p.read_text() for p in daily)
             session = store.get(first.session_id or "")
@@ -108,12 +107,46 @@ def test_a_due_task_is_done_the_file_updated_then_the_next_cycle_is_ok(tmp_path:
 
             second = await autonomy.scheduler.run_now("heartbeat", "heartbeat")
             assert second.outcome == "ok" and second.detail == HEARTBEAT_OK
+            assert len(provider.requests) == 2  # done today: not asked again
             assert second.session_id is None
             assert len(store.all()) == 1  # a quiet cycle is not a conversation
             assert [r.outcome for r in runs.recent("heartbeat")] == ["ok", "acted"]
             assert autonomy.status()["last_run"]["outcome"] == "ok"
         finally:
             await memory.aclose()
+
+    asyncio.run(run())
+
+
+def test_the_model_judges_what_the_calendar_cannot(tmp_path: Path) -> None:
+    provider = ScriptedProvider(
+        text("No."),  # "when the soil is dry": not now, says the model
+        text("Yes"),  # the one-off task: due
+        calls(("memory_save", {"content": "The MOT is due on 12 May.", "target": "memory"})),
+        text("Saved the MOT date."),
+    )
+    autonomy, memory, _, _ = _autonomy(tmp_path, provider, Clock(), heartbeat={"enabled": True})
+    (memory.workspace.root / "HEARTBEAT.md").write_text(
+        "# Heartbeat\n\n- Water the ferns when the soil is dry\n"
+        "- [ ] Save to memory that the MOT is due on 12 May\n"
+        "- Every Friday: tidy the notes\n"  # not on a Monday: not asked
+    )
+
+    async def run() -> None:
+        try:
+            result = await autonomy.scheduler.run_now("heartbeat", "heartbeat")
+        finally:
+            await memory.aclose()
+        assert result.outcome == "acted" and result.tools == ["memory_save"]
+        asked = [r.messages[-1]["content"] for r in provider.requests]
+        assert "Is this task due now" in asked[0] and "ferns" in asked[0]
+        assert "Is this task due now" in asked[1] and "MOT" in asked[1]
+        assert len(asked) == 4 and not any("tidy" in a for a in asked)
+        assert provider.requests[0].params.get("tools") is None
+        text_now = (memory.workspace.root / "HEARTBEAT.md").read_text()
+        assert "- [x] Save to memory that the MOT is due on 12 May (done 2026-03-02)" in text_now
+        assert "- Water the ferns when the soil is dry\n" in text_now
+        assert "12 May" in (memory.workspace.root / "MEMORY.md").read_text()
 
     asyncio.run(run())
 
@@ -156,7 +189,7 @@ def test_outside_the_active_hours_a_cycle_is_skipped(tmp_path: Path) -> None:
             clock.advance(hours=15)  # 08:00 UTC, 09:00 in Paris: inside
             started = autonomy.scheduler.tick()
             assert len(started) == 1
-            assert (await started[0]).outcome == "ok"
+            assert (await started[0]).outcome == "acted"
             assert len(provider.requests) == 1
         finally:
             await memory.aclose()
@@ -187,7 +220,7 @@ def test_a_slow_cycle_is_not_overlapped_and_a_stuck_one_times_out(tmp_path: Path
             assert (await autonomy.scheduler.run_now("heartbeat", "heartbeat")).outcome == "busy"
             assert [r.outcome for r in runs.recent("heartbeat")] == ["busy"]
             provider.gate.set()
-            assert (await first).outcome == "ok"
+            assert (await first).outcome == "acted"
             assert len(provider.requests) == 1
         finally:
             await memory.aclose()
@@ -254,3 +287,28 @@ def test_cron_times_follow_their_zone() -> None:
     weekday_8am_paris = Cron("0 8 * * mon-fri", "Europe/Paris")
     friday_evening = datetime(2026, 3, 6, 18, 0, tzinfo=UTC)
     assert weekday_8am_paris.next_after(friday_evening) == datetime(2026, 3, 9, 7, 0, tzinfo=UTC)
+
+
+def test_due_by_the_calendar() -> None:
+    from localgpt.agent.due import due_by_rule
+
+    monday = datetime(2026, 11, 30, 9, 30)
+    cases = {
+        "- Every Friday: note the wins": False,
+        "- Every weekday: check the calendar": True,
+        "- Weekends: call grandma": False,
+        "- [x] Save the plumber's number": False,
+        "- Every day: drink water (last done: 2026-11-30 08:00)": False,
+        "- Every day: drink water (last done: 2026-11-29 08:00)": True,
+        "- Every day at 08:00: stretch": True,
+        "- On 24 December: buy wrapping paper": False,
+        "- On 30 November: buy stamps": True,
+        "- By 1 December: renew the passport": True,
+        "- By 29 November: renew the passport": False,
+        "- In January: renew the insurance": False,
+        "- Today: call the bank": True,
+        "- Tomorrow: call the bank": False,
+        "- [ ] Save that the MOT is due on 12 May": None,  # a date in the task, not its time
+        "- Water the ferns when the soil is dry": None,
+    }
+    assert {task: due_by_rule(task, monday) for task in cases} == cases
