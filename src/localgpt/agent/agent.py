@@ -19,7 +19,7 @@ from localgpt.agent.events import AgentBatches, collect_reply
 from localgpt.agent.loop import ClientHistory, History, ToolLoop
 from localgpt.agent.prompt import system_prompt
 from localgpt.agent.recall import MemoryTurn, last_user, memory_turn
-from localgpt.agent.stash import ToolStash
+from localgpt.agent.stash import Stash, ToolStash
 from localgpt.agent.tools import Permissions, Toolbox
 from localgpt.config import Config
 from localgpt.memory.manager import Memory
@@ -60,7 +60,7 @@ class Agent:
         self.memory = memory
         self.mcp = mcp
         self.gateway = config.agent.gateway_mode
-        self.stash = ToolStash()
+        self.stash: Stash = ToolStash()  # a SharedStash with [state] url
         self._identity = system_prompt()
 
     # --- the prompt -------------------------------------------------------------------
@@ -92,6 +92,13 @@ class Agent:
             return messages
         past = history.restore(messages) if history is not None else messages
         return [self.system_message(), *past]
+
+    async def _load(
+        self, history: History, messages: list[ChatMessage], permissions: Permissions
+    ) -> None:
+        """What ``prompt`` will put back from the stash; nothing for a plain proxy."""
+        if not self.gateway and permissions.assistant:
+            await history.load(messages)
 
     # --- what the assistant does in a turn ----------------------------------------------
 
@@ -184,6 +191,7 @@ class Agent:
         if self.toolbox(permissions, params) is None:
             turn = await self.memory_turn(messages, permissions)
             history = ClientHistory(self.stash, permissions.caller)
+            await self._load(history, messages, permissions)
             prepared = turn.apply(self.prompt(messages, history, permissions.assistant))
             try:
                 return await self.router.complete(
@@ -211,6 +219,7 @@ class Agent:
         permissions = permissions or Permissions()
         client_owned = history is None
         history = history or ClientHistory(self.stash, permissions.caller)
+        await self._load(history, messages, permissions)
         turn = await self.memory_turn(messages, permissions) if recall else MemoryTurn()
         if toolbox is None:
             toolbox = self.offered(model, permissions, params, turn, messages)
@@ -245,6 +254,7 @@ class Agent:
         asked."""
         permissions = permissions or Permissions()
         history = ClientHistory(self.stash, permissions.caller)
+        await self._load(history, messages, permissions)
         prepared = self.prompt(messages, history, permissions.assistant)
         tools: list[dict[str, Any]] = list(params.get("tools") or [])
         toolbox = self.offered(model, permissions, params, MemoryTurn(), messages)

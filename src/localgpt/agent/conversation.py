@@ -10,24 +10,30 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from localgpt.agent.agent import Agent
 from localgpt.agent.budget import estimate_tokens
 from localgpt.agent.events import AgentEvent, collect_reply
 from localgpt.agent.loop import SessionHistory
-from localgpt.agent.sessions import Session, SessionStore
+from localgpt.agent.sessions import Session, Sessions
 from localgpt.agent.tools import Permissions, Toolbox
 from localgpt.providers.base import ChatRequest
 from localgpt.providers.errors import ProviderError
 from localgpt.providers.events import TextDelta
 from localgpt.providers.messages import ChatMessage
 from localgpt.providers.router import Route
+from localgpt.shared.hot import LockBusy
+
+if TYPE_CHECKING:
+    from localgpt.shared.hot import HotState
 
 log = logging.getLogger("localgpt.agent")
 
+TURN_LOCK_SECONDS = 900.0  # a turn longer than this lets the next one in
 KEEP_LAST = 4
 FLUSH_OVERHEAD = 1024  # tokens: the flush prompt, memory_save's definition, its reply
 SUMMARY_HEADER = "Summary of the earlier conversation:"
@@ -57,13 +63,32 @@ class Compaction:
 
 
 class Conversations:
-    def __init__(self, agent: Agent, store: SessionStore) -> None:
+    def __init__(self, agent: Agent, store: Sessions, hot: HotState | None = None) -> None:
         self.agent = agent
         self.store = store
+        self.hot = hot  # [state] url: a session's turns are serialised across processes
         self._locks: dict[str, asyncio.Lock] = {}
 
-    def lock(self, session_id: str) -> asyncio.Lock:
-        return self._locks.setdefault(session_id, asyncio.Lock())
+    def lock(self, session_id: str) -> AbstractAsyncContextManager[Any]:
+        """One turn (or deletion, compaction) of a session at a time: in this process, and
+        with Redis in every process."""
+        local = self._locks.setdefault(session_id, asyncio.Lock())
+        if self.hot is None:
+            return local
+        return _both(local, self.hot.lock(f"session:{session_id}", TURN_LOCK_SECONDS))
+
+    async def busy(self, session_id: str) -> bool:
+        """Whether a turn of the session is under way, here or (with Redis) anywhere."""
+        local = self._locks.get(session_id)
+        if local is not None and local.locked():
+            return True
+        if self.hot is None:
+            return False
+        try:
+            async with self.hot.lock(f"session:{session_id}", 5, wait=0):
+                return False
+        except LockBusy:
+            return True
 
     def model_of(self, session: Session, model: str | None = None) -> str:
         return model or session.model or self.agent.config.default_model
@@ -260,3 +285,11 @@ def _line(message: ChatMessage) -> str:
         )
         text = f"{text} [called {calls}]".strip()
     return f"{message.get('role')}: {text}"
+
+
+@asynccontextmanager
+async def _both(
+    local: asyncio.Lock, shared: AbstractAsyncContextManager[Any]
+) -> AsyncIterator[None]:
+    async with local, shared:
+        yield

@@ -26,7 +26,7 @@ import asyncio
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from localgpt.agent.agent import WEB_ADDRESS, Agent
 from localgpt.agent.due import due_by_rule
@@ -42,11 +42,14 @@ from localgpt.agent.schedule import (
     Task,
     within,
 )
-from localgpt.agent.sessions import SessionStore
+from localgpt.agent.sessions import Sessions
 from localgpt.agent.tools import Permissions, Toolbox
 from localgpt.config import Config, JobConfig, parse_duration
 from localgpt.providers.base import ChatRequest
 from localgpt.providers.messages import ChatMessage
+
+if TYPE_CHECKING:
+    from localgpt.shared.hot import HotState
 
 HEARTBEAT_OK = "HEARTBEAT_OK"
 HEARTBEAT_FILE = "HEARTBEAT.md"
@@ -118,12 +121,18 @@ class Autonomy:
     """The heartbeat and the jobs of one configuration, on one scheduler."""
 
     def __init__(
-        self, config: Config, agent: Agent, sessions: SessionStore, runs: RunLog, clock: Clock
+        self,
+        config: Config,
+        agent: Agent,
+        sessions: Sessions,
+        runs: RunLog,
+        clock: Clock,
+        hot: HotState | None = None,
     ) -> None:
         self.config = config
         self.agent = agent
         self.sessions = sessions
-        self.scheduler = Scheduler(clock, runs)
+        self.scheduler = Scheduler(clock, runs, hot)
         self.clock = clock
         beat = config.heartbeat
         self.scheduler.add(

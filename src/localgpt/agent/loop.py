@@ -27,7 +27,7 @@ from localgpt.agent.events import (
     ToolStart,
     tool_message,
 )
-from localgpt.agent.stash import ToolStash, last_question, stash_key
+from localgpt.agent.stash import Found, Stash, last_question, splice, stash_key
 from localgpt.agent.tools import Toolbox, ToolError
 from localgpt.agent.turn import Turn
 from localgpt.config import Config
@@ -44,6 +44,10 @@ MAX_TURNS = 8
 class History(Protocol):
     """Who owns the conversation, and so where the server's part of a reply is kept."""
 
+    async def load(self, messages: list[ChatMessage]) -> None:
+        """Look up what ``restore`` will need (in Redis, for a shared stash)."""
+        ...
+
     def restore(self, messages: list[ChatMessage]) -> list[ChatMessage]:
         """The conversation as the model had it."""
         ...
@@ -52,21 +56,35 @@ class History(Protocol):
         """Keep what a reply added (``segment``), which the client sees as ``shown``."""
         ...
 
+    async def flush(self) -> None:
+        """Make what ``keep`` kept available to the next request, wherever it lands."""
+        ...
+
 
 class ClientHistory:
     """The client owns the history (Chat Completions): the server tool turns it cannot hold
     are kept in the stash, for this caller, and put back in its next request."""
 
-    def __init__(self, stash: ToolStash, caller: str | None) -> None:
+    def __init__(self, stash: Stash, caller: str | None) -> None:
         self.stash = stash
         self.caller = caller
+        self._found: Found = {}
+        self._pending: list[tuple[str, list[ChatMessage]]] = []
+
+    async def load(self, messages: list[ChatMessage]) -> None:
+        self._found = await self.stash.fetch(messages, self.caller)
 
     def restore(self, messages: list[ChatMessage]) -> list[ChatMessage]:
-        return self.stash.restore(messages, self.caller)
+        return splice(messages, self.caller, self._found)
 
     def keep(self, segment: list[ChatMessage], shown: ChatMessage, asked: Any) -> None:
         if len(segment) > 1:  # server tools ran: the client's history will lack them
-            self.stash.put(stash_key(self.caller, asked, shown), segment)
+            self._pending.append((stash_key(self.caller, asked, shown), segment))
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        for key, segment in pending:
+            await self.stash.store(key, segment)
 
 
 class SessionHistory:
@@ -76,11 +94,17 @@ class SessionHistory:
     def __init__(self) -> None:
         self.record: list[ChatMessage] = []
 
+    async def load(self, messages: list[ChatMessage]) -> None:
+        pass
+
     def restore(self, messages: list[ChatMessage]) -> list[ChatMessage]:
         return messages
 
     def keep(self, segment: list[ChatMessage], shown: ChatMessage, asked: Any) -> None:
         self.record += segment
+
+    async def flush(self) -> None:
+        pass
 
 
 class ToolLoop:
@@ -126,6 +150,7 @@ class ToolLoop:
                 turn.withdraw_server_calls()  # tools were withdrawn for this last call
             if not turn.server:
                 self._keep([*added, turn.message()], turn, asked)
+                await self.history.flush()
                 yield [Finish("tool_calls" if turn.client else turn.reason)]
                 return
             assistant = turn.message()
@@ -143,6 +168,7 @@ class ToolLoop:
             added += [assistant, *results]
             if turn.client:
                 self._keep(added, turn, asked)
+                await self.history.flush()
                 yield [Finish("tool_calls")]
                 return
             transcript = [*transcript, assistant, *results]
@@ -152,6 +178,7 @@ class ToolLoop:
             if fitted is None:
                 # The results do not fit the model's context: end the reply here, as cut.
                 self._keep(added, turn, asked)
+                await self.history.flush()
                 yield [Finish("length")]
                 return
             transcript = fitted

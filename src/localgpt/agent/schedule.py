@@ -19,10 +19,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from localgpt.config import ActiveHours
+from localgpt.shared.hot import LockBusy
+
+if TYPE_CHECKING:
+    from localgpt.shared.hot import HotState
 
 log = logging.getLogger("localgpt.schedule")
 
@@ -188,9 +192,10 @@ class Task:
 
 
 class Scheduler:
-    def __init__(self, clock: Clock, runs: RunLog) -> None:
+    def __init__(self, clock: Clock, runs: RunLog, hot: HotState | None = None) -> None:
         self.clock = clock
         self.runs = runs
+        self.hot = hot  # [state] url: a run holds a lock every replica's scheduler sees
         self.tasks: dict[tuple[str, str], Task] = {}
         self._loop: asyncio.Task[None] | None = None
 
@@ -257,7 +262,13 @@ class Scheduler:
         started = self.clock.now()
         t0 = time.monotonic()
         try:
-            run = await asyncio.wait_for(task.run(), task.timeout)
+            if self.hot is None:
+                run = await asyncio.wait_for(task.run(), task.timeout)
+            else:
+                async with self.hot.lock(f"run:{task.kind}:{task.name}", task.timeout + 30, 0):
+                    run = await asyncio.wait_for(task.run(), task.timeout)
+        except LockBusy:
+            run = task.outcome(started, "busy", "another server process is running it")
         except TimeoutError:
             run = task.outcome(started, "timeout", f"stopped after {task.timeout:g} s")
         except asyncio.CancelledError:

@@ -19,7 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from localgpt.memory.workspace import atomic_write, remove_stale_temp_files
 from localgpt.providers.messages import ChatMessage
@@ -69,6 +69,23 @@ class Session:
             "message_count": len(self.messages),
             "compactions": self.compactions,
         }
+
+
+class Sessions(Protocol):
+    """Where sessions are kept: JSONL files (``SessionStore``), or PostgreSQL
+    (``shared.durable.PgSessionStore``) for several server processes. Called from threads."""
+
+    def create(self, model: str | None = None, owner: str | None = None) -> Session: ...
+
+    def get(self, session_id: str) -> Session | None: ...
+
+    def all(self) -> list[Session]: ...
+
+    def append(self, session: Session, messages: list[ChatMessage]) -> bool: ...
+
+    def rewrite(self, session: Session, create: bool = False) -> bool: ...
+
+    def delete(self, session_id: str) -> bool: ...
 
 
 class SessionStore:

@@ -12,9 +12,20 @@ import hashlib
 import json
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from localgpt.providers.messages import ChatMessage
+
+if TYPE_CHECKING:
+    from localgpt.shared.hot import HotState
+
+
+class Stash(Protocol):
+    """Where server turns wait for the client's next request: this process, or Redis."""
+
+    async def fetch(self, messages: list[ChatMessage], caller: str | None) -> Found: ...
+
+    async def store(self, key: str, messages: list[ChatMessage]) -> None: ...
 
 
 class ToolStash:
@@ -42,16 +53,67 @@ class ToolStash:
         turn(s) it stood for."""
         if not self._items:
             return messages
-        out: list[ChatMessage] = []
-        asked: Any = None
-        for message in messages:
-            segment = None
-            if message["role"] == "user":
-                asked = message.get("content")
-            elif message["role"] == "assistant":
-                segment = self.get(stash_key(caller, asked, message))
-            out.extend(segment if segment is not None else [message])
-        return out
+        found = {k: v for k in wanted(messages, caller) if (v := self.get(k)) is not None}
+        return splice(messages, caller, found)
+
+    # The interface the tool loop uses, which a shared stash implements too.
+
+    async def fetch(self, messages: list[ChatMessage], caller: str | None) -> Found:
+        if not self._items:
+            return {}  # the usual case: nothing to look up, no key to hash
+        return {k: v for k in wanted(messages, caller) if (v := self.get(k)) is not None}
+
+    async def store(self, key: str, messages: list[ChatMessage]) -> None:
+        self.put(key, messages)
+
+
+Found = dict[str, list[ChatMessage]]
+
+
+class SharedStash:
+    """The stash in Redis: a follow-up that lands on another worker or replica finds the
+    server turns of the request before it."""
+
+    def __init__(self, hot: HotState, ttl: float = 6 * 3600) -> None:
+        self.hot = hot
+        self.ttl = ttl
+
+    async def fetch(self, messages: list[ChatMessage], caller: str | None) -> Found:
+        if not any(m["role"] == "assistant" for m in messages):
+            return {}
+        return await self.hot.stash_get(wanted(messages, caller))
+
+    async def store(self, key: str, messages: list[ChatMessage]) -> None:
+        await self.hot.stash_put(key, messages, self.ttl)
+
+
+def wanted(messages: list[ChatMessage], caller: str | None) -> list[str]:
+    """The stash keys of a conversation's assistant messages."""
+    keys: list[str] = []
+    asked: Any = None
+    for message in messages:
+        if message["role"] == "user":
+            asked = message.get("content")
+        elif message["role"] == "assistant":
+            keys.append(stash_key(caller, asked, message))
+    return keys
+
+
+def splice(messages: list[ChatMessage], caller: str | None, found: Found) -> list[ChatMessage]:
+    """The conversation with each assistant message ``found`` knows replaced by the full
+    turn(s) it stood for."""
+    if not found:
+        return messages
+    out: list[ChatMessage] = []
+    asked: Any = None
+    for message in messages:
+        segment = None
+        if message["role"] == "user":
+            asked = message.get("content")
+        elif message["role"] == "assistant":
+            segment = found.get(stash_key(caller, asked, message))
+        out.extend(segment if segment is not None else [message])
+    return out
 
 
 def stash_key(caller: str | None, asked: Any, message: ChatMessage) -> str:

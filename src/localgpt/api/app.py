@@ -34,7 +34,7 @@ from localgpt.api.metrics import CONTENT_TYPE, Metrics
 from localgpt.api.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from localgpt.api.responses import routes as responses
 from localgpt.api.responses.protocol import ResponsesRequest
-from localgpt.api.state import AppState
+from localgpt.api.state import AppState, backends_down
 from localgpt.config import Config
 from localgpt.providers.errors import ProviderError
 from localgpt.providers.http import BUDGET
@@ -46,10 +46,15 @@ HEALTH = b'{"status":"ok","service":"localgpt","version":"' + __version__.encode
 
 def create_app(config: Config) -> FastAPI:
     metrics = Metrics()
+    hot = None
+    if config.state.url is not None:
+        from localgpt.shared.hot import HotState
+
+        hot = HotState(config.state.url)  # the Gate's buckets and the assistant's state
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = AppState.build(config)
+        state = AppState.build(config, hot)
         state.metrics = metrics
         state.router.on_error = lambda route, exc, failover: metrics.provider_error(
             route.provider, exc.code, failover, route.id
@@ -78,6 +83,8 @@ def create_app(config: Config) -> FastAPI:
                 state.ready.set()
 
         background = [asyncio.create_task(warm_up())]
+        if state.assistant is not None:
+            await state.assistant.open()  # PostgreSQL's tables, with [storage] url
         if state.responses is not None:
             await state.responses.open()
         if state.memory is not None:
@@ -119,6 +126,14 @@ def create_app(config: Config) -> FastAPI:
     async def ready(request: Request) -> Response:
         state: AppState = request.app.state.localgpt
         if state.ready.is_set():
+            down = await backends_down(state)
+            if down is not None:
+                return APIError(
+                    503,
+                    f"A shared backend is unavailable: {down}",
+                    type="server_error",
+                    code="backend_unavailable",
+                ).response()
             why = await state.default_unreachable()
             if why is None:
                 if state.mcp is None:
@@ -174,5 +189,5 @@ def create_app(config: Config) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    app.add_middleware(Gate, config=config, metrics=metrics)
+    app.add_middleware(Gate, config=config, metrics=metrics, hot=hot)
     return app

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from localgpt.providers.errors import ProviderError
+from localgpt.shared.errors import BackendDown
 
 log = logging.getLogger("localgpt.api")
 
@@ -243,6 +244,18 @@ _STATUS_TYPES = {
 }
 
 
+def backend_down(exc: BackendDown) -> APIError:
+    """A shared backend that does not answer: 503, retry soon; nothing was done."""
+    which = "Redis ([state])" if exc.backend == "state" else "PostgreSQL ([storage])"
+    return APIError(
+        503,
+        f"The server's shared {which} is unavailable; try again shortly. ({exc.message})",
+        type="server_error",
+        code="backend_unavailable",
+        headers={"Retry-After": "1"},
+    )
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> Response:
@@ -251,6 +264,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ProviderError)
     async def _provider_error(request: Request, exc: ProviderError) -> Response:
         return error_response(request.url.path, APIError.from_provider(exc))
+
+    @app.exception_handler(BackendDown)
+    async def _backend_down(request: Request, exc: BackendDown) -> Response:
+        return error_response(request.url.path, backend_down(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

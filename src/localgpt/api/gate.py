@@ -25,18 +25,22 @@ import re
 import time
 from collections import OrderedDict
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from localgpt.agent.tools import Permissions
-from localgpt.api.errors import APIError, error_response
+from localgpt.api.errors import APIError, backend_down, error_response
 from localgpt.api.metrics import Metrics
 from localgpt.api.requests import PERMISSIONS_KEY
 from localgpt.api.state import MODEL_KEY
 from localgpt.config import Config, KeyConfig
+from localgpt.shared.errors import BackendDown
+
+if TYPE_CHECKING:
+    from localgpt.shared.hot import HotState
 
 log = logging.getLogger("localgpt.access")
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -48,6 +52,7 @@ LOCALHOST_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
 PUBLIC_PREFIXES = ("/static/",)
 ANTHROPIC_PREFIX = "/v1/messages"
 _SANE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
+SHARED_CLIENT = "localgpt.limit_client"  # the rate-limit bucket to take from Redis
 SCOPES: dict[str, Permissions] = {
     "gateway": Permissions(assistant=False, write_memory=False),
     "assistant": Permissions(write_memory=False),
@@ -119,8 +124,11 @@ class TokenBucket:
 
 
 class Gate:
-    def __init__(self, app: ASGIApp, config: Config, metrics: Metrics) -> None:
+    def __init__(
+        self, app: ASGIApp, config: Config, metrics: Metrics, hot: HotState | None = None
+    ) -> None:
         self.app = app
+        self.hot = hot  # [state] url: the buckets are in Redis, shared by every process
         # CORS only matters to browsers, which send an Origin: other requests skip it.
         self.cors = CORSMiddleware(
             app,
@@ -154,9 +162,13 @@ class Gate:
         }
         self.max_body = config.server.max_request_body
         limit = config.server.rate_limit
+        self.limit = limit
         self.limiter = (
-            TokenBucket(limit.requests_per_minute, limit.burst) if limit.enabled else None
+            TokenBucket(limit.requests_per_minute, limit.burst)
+            if limit.enabled and hot is None
+            else None
         )
+        self.shared_limit = limit.enabled and hot is not None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -205,6 +217,8 @@ class Gate:
 
         try:
             refusal = self._admit(scope, auth, length)
+            if refusal is None and SHARED_CLIENT in scope:
+                refusal = await self._take_shared(scope[SHARED_CLIENT])
             if refusal is not None:
                 await _respond(scope, receive, refusal, send_with_id)
                 return
@@ -320,22 +334,27 @@ class Gate:
             ):
                 return _scope_error(key, path)
             scope[PERMISSIONS_KEY] = self.grants[id(key)]
-        if self.limiter is not None and path not in PUBLIC:
+        if (self.limiter is not None or self.shared_limit) and path not in PUBLIC:
             client = (
                 self.key_labels[id(key)]
                 if key is not None
                 else f"ip:{(scope.get('client') or ('-',))[0]}"
             )
+            if self.limiter is None:
+                scope[SHARED_CLIENT] = client  # taken from Redis, next
+                return None
             wait = self.limiter.take(client, time.monotonic())
             if wait:
-                return APIError(
-                    429,
-                    f"Rate limit reached for requests; retry after {wait:.1f} s.",
-                    type="rate_limit_error",
-                    code="rate_limit_exceeded",
-                    headers={"Retry-After": str(max(1, round(wait + 0.5)))},
-                )
+                return _limited(wait)
         return None
+
+    async def _take_shared(self, client: str) -> APIError | None:
+        assert self.hot is not None
+        try:
+            wait = await self.hot.take(client, self.limit.requests_per_minute, self.limit.burst)
+        except BackendDown as exc:
+            return backend_down(exc)
+        return _limited(wait) if wait else None
 
     def _key(self, auth: bytes) -> KeyConfig | None:
         scheme, _, presented = auth.partition(b" ")
@@ -370,6 +389,16 @@ class Gate:
             return pending.pop() if pending else await receive()
 
         return replay
+
+
+def _limited(wait: float) -> APIError:
+    return APIError(
+        429,
+        f"Rate limit reached for requests; retry after {wait:.1f} s.",
+        type="rate_limit_error",
+        code="rate_limit_exceeded",
+        headers={"Retry-After": str(max(1, round(wait + 0.5)))},
+    )
 
 
 def _scope_error(key: KeyConfig, path: str, why: str = "") -> APIError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -119,8 +120,7 @@ async def get_session(request: Request, session_id: str) -> Response:
 async def delete_session(request: Request, session_id: str) -> Response:
     conversations = _conversations(request)
     _session(request, session_id)
-    lock = conversations.lock(session_id)
-    if lock.locked():
+    if await conversations.busy(session_id):
         # Deleting under a running turn would let the turn write the file back.
         raise APIError(
             409,
@@ -128,7 +128,7 @@ async def delete_session(request: Request, session_id: str) -> Response:
             param="session_id",
             code="session_busy",
         )
-    async with lock:
+    async with conversations.lock(session_id):
         await asyncio.to_thread(conversations.store.delete, session_id)
     return _json({"id": session_id, "deleted": True})
 
@@ -201,6 +201,9 @@ async def _turn(
     conversations = _conversations(request)
     allowed = permissions(request)
     async with conversations.lock(session.id):
+        # As it is now: another process may have added a turn while this one waited.
+        current = await asyncio.to_thread(conversations.store.get, session.id)
+        session = current if current is not None else session
         if await conversations.needs_compaction(session, model):
             await conversations.compact(session, model, allowed)
         route, stream = await conversations.turn(session, message, model, allowed)
@@ -349,6 +352,7 @@ async def status(request: Request) -> Response:
             "default_model": state.config.default_model,
             "gateway_mode": state.config.agent.gateway_mode,
             "uptime_s": round(time.time() - STARTED, 1),
+            "pid": os.getpid(),  # which worker answered, with --workers
             "memory": memory,
             "sessions": sessions,
         }

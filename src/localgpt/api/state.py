@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from localgpt.agent.agent import Agent
-from localgpt.agent.build import build
+from localgpt.agent.build import Assistant, build
 from localgpt.agent.conversation import Conversations
 from localgpt.config import Config, Paths
 from localgpt.memory.manager import Memory
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from localgpt.mcp.client import McpHub
     from localgpt.memory.embedder import Embedder
     from localgpt.providers.events import Usage
+    from localgpt.shared.hot import HotState
 
 
 @dataclass
@@ -45,6 +46,7 @@ class AppState:
     metrics: Metrics | None = None
     responses: ResponseStore | None = None  # None when [responses] store is off
     mcp: McpHub | None = None  # None without [mcp.servers]
+    assistant: Assistant | None = None  # what build() made, for its shared backends
     autonomy: Autonomy | None = None  # the heartbeat and jobs; None in gateway mode
     # Set once the default model can answer (an embedded one is loaded and warm).
     ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -52,8 +54,8 @@ class AppState:
     _probe: tuple[float, str | None] | None = None  # see default_unreachable
 
     @classmethod
-    def build(cls, config: Config) -> AppState:
-        made = build(config)
+    def build(cls, config: Config, hot: HotState | None = None) -> AppState:
+        made = build(config, hot=hot)
         state = cls(
             config,
             made.router,
@@ -63,15 +65,22 @@ class AppState:
             made.conversations,
         )
         state.mcp = made.mcp
+        state.assistant = made
         if made.conversations is not None:
             from localgpt.agent.heartbeat import Autonomy
             from localgpt.agent.schedule import RunLog, SystemClock
 
             runs = RunLog(Paths.from_env().state_dir / "runs.jsonl")
             state.autonomy = Autonomy(
-                config, made.agent, made.conversations.store, runs, SystemClock()
+                config, made.agent, made.conversations.store, runs, SystemClock(), made.hot
             )
-        if config.responses.store:
+        if config.responses.store and config.storage.url is not None:
+            from localgpt.shared.durable import PgResponseStore
+
+            state.responses = PgResponseStore(
+                config.storage.url, config.responses.retention_days, config.storage.pool_size
+            )
+        elif config.responses.store:
             from localgpt.api.responses.store import SQLiteResponseStore
 
             path = Paths.from_env().state_dir / "responses.sqlite3"
@@ -136,11 +145,32 @@ class AppState:
         try:
             if self.autonomy is not None:
                 await self.autonomy.scheduler.aclose()
-            if self.mcp is not None:
-                await self.mcp.aclose()
             if self.responses is not None:
                 await self.responses.aclose()
-            if self.memory is not None:
+            if self.assistant is not None:
+                await self.assistant.aclose()  # the memory, the MCP servers, the backends
+            elif self.memory is not None:
                 await self.memory.aclose()
         finally:
-            await self.router.aclose()
+            if self.assistant is None:
+                await self.router.aclose()
+
+
+async def backends_down(state: AppState) -> str | None:
+    """Why a configured shared backend does not answer, or None (``/ready``)."""
+    from localgpt.shared.errors import BackendDown
+
+    made = state.assistant
+    checks = []
+    if made is not None and made.hot is not None:
+        checks.append(made.hot.ping())
+    if made is not None and made.sessions is not None:
+        checks.append(asyncio.to_thread(made.sessions.ping))
+    for check in checks:
+        try:
+            await asyncio.wait_for(check, 3)
+        except BackendDown as exc:
+            return exc.message
+        except TimeoutError:
+            return "a shared backend did not answer within 3 s"
+    return None

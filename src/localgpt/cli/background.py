@@ -65,7 +65,9 @@ async def _local_run(config: Any, kind: str, name: str) -> dict[str, Any]:
         if made.mcp is not None:  # give the MCP servers a moment to connect
             await asyncio.gather(*(c.wait_ready(10) for c in made.mcp.connections.values()))
         runs = RunLog(Paths.from_env().state_dir / "runs.jsonl")
-        autonomy = Autonomy(config, made.agent, made.conversations.store, runs, SystemClock())
+        autonomy = Autonomy(
+            config, made.agent, made.conversations.store, runs, SystemClock(), made.hot
+        )
         return (await autonomy.scheduler.run_now(kind, name)).as_dict()
     finally:
         await made.aclose()
@@ -242,3 +244,34 @@ def mcp(
     # Logs go to standard error: standard output is the protocol's.
     logging.basicConfig(level=logging.WARNING, format="localgpt mcp: %(message)s")
     serve_stdio(read_only, config_path)
+
+
+def migrate(
+    to: Annotated[str, typer.Option("--to", help="shared (into [storage]) or local (back).")],
+    config_path: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Copy this machine's sessions and stored responses into PostgreSQL, or back."""
+    from localgpt.config import Paths
+    from localgpt.shared import migrate as moving
+    from localgpt.shared.errors import BackendDown
+
+    if to not in ("shared", "local"):
+        raise fail("--to is shared or local", 2)
+    config = load(config_path)
+    if config.storage.url is None:
+        raise fail('migrate needs [storage] url = "postgresql://..." in the config', 2)
+    state = Paths.from_env().state_dir
+    how = moving.to_shared if to == "shared" else moving.to_local
+    try:
+        moved = how(config.storage.url, state / "sessions", state / "responses.sqlite3")
+    except BackendDown as exc:
+        raise fail(exc.message, 1) from None
+    if json_output:
+        print(json.dumps(moved.__dict__))
+        return
+    where = "into PostgreSQL" if to == "shared" else "into this machine's files"
+    print(
+        f"copied {where}: {moved.sessions} sessions ({moved.sessions_there} there already), "
+        f"{moved.responses} stored responses ({moved.responses_there} there already)"
+    )

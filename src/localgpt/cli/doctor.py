@@ -50,8 +50,66 @@ def run(
     checks.append(_embedder(config))
     checks += _memory(config)
     checks += asyncio.run(_mcp(config))
+    checks += _backends(config)
     checks += [_port(config), _exposure(config)]
     return checks
+
+
+def _backends(config: Config) -> list[Check]:
+    """Redis ([state]) and PostgreSQL ([storage]), when configured: reachable, and usable."""
+    from localgpt.config import mask_secret
+
+    found: list[Check] = []
+    if config.state.url is not None:
+        import redis
+
+        where = _masked(config.state.url, mask_secret)
+        try:
+            client = redis.Redis.from_url(config.state.url, socket_timeout=3)
+            version = client.info("server").get("redis_version", "?")
+            client.set("localgpt:doctor", "1", px=1000)
+            found.append(Check("state (Redis)", "ok", f"{where}: Redis {version}"))
+        except redis.RedisError as exc:
+            found.append(
+                Check("state (Redis)", "fail", f"{where}: {exc}", "start Redis, or fix [state] url")
+            )
+    if config.storage.url is not None:
+        import psycopg
+
+        where = _masked(config.storage.url, mask_secret)
+        try:
+            with psycopg.connect(config.storage.url, connect_timeout=3) as conn:
+                row = conn.execute("SHOW server_version").fetchone()
+            version = row[0] if row else "?"
+            found.append(Check("storage (PostgreSQL)", "ok", f"{where}: PostgreSQL {version}"))
+        except psycopg.Error as exc:
+            found.append(
+                Check(
+                    "storage (PostgreSQL)",
+                    "fail",
+                    f"{where}: {str(exc).strip()}",
+                    "start PostgreSQL, create the database and user, or fix [storage] url",
+                )
+            )
+    if (config.state.url is None) != (config.storage.url is None):
+        found.append(
+            Check(
+                "shared backends",
+                "warn",
+                "only one of [state] and [storage] is set: one server process only",
+                "set both to run --workers or replicas",
+            )
+        )
+    return found
+
+
+def _masked(url: str, mask: Any) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(parts.password, mask(parts.password))
+    return url
 
 
 async def _mcp(config: Config, wait: float = 15.0) -> list[Check]:

@@ -27,6 +27,16 @@ def serve(
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     log_format: Annotated[str, typer.Option(help="text, or json: one object a line.")] = "text",
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            "-w",
+            min=1,
+            max=64,
+            help="Server processes on the one port; more than 1 needs [state] and [storage].",
+        ),
+    ] = 1,
 ) -> None:
     """Run the HTTP server: the OpenAI-compatible API and the native API."""
     import logging
@@ -45,12 +55,27 @@ def serve(
             '"${LOCALGPT_TOKEN}" with LOCALGPT_TOKEN from `openssl rand -hex 32`, or bind to '
             "127.0.0.1."
         )
+    if workers > 1 and not config.shared:
+        raise fail(
+            f"--workers {workers} needs shared backends: each worker would keep its own rate "
+            "limits, tool context and session locks, and write the same session files. Set "
+            '[state] url = "redis://127.0.0.1:6379/0" and [storage] url = '
+            '"postgresql://localgpt@127.0.0.1/localgpt" (see docs/deploy.md), or run one worker.'
+        )
+    if workers > 1 and uses_embedded_model(config):
+        raise fail(
+            f"--workers {workers} would load the embedded model in every worker: serve it once "
+            "with its own `localgpt serve` (gateway_mode = true) and point these workers at it "
+            'as an OpenAI-compatible provider ([providers.home] type = "openai", base_url = '
+            '"http://127.0.0.1:PORT/v1"), see docs/deploy.md'
+        )
     # The app sees the address it is served on (its "ready" line names it).
     server = config.server.model_copy(update={"bind": bind, "port": listen_port})
     config = config.model_copy(update={"server": server})
     # Refused here, in one line, before anything is loaded: not after a model has loaded.
+    # With shared backends, several servers on this machine's folders are the point.
     lock = ServerLock(Paths.from_env().server_lock)
-    if not config.server.allow_shared_state:
+    if not config.server.allow_shared_state and not config.shared:
         try:
             lock.acquire(config.server.url)
         except LockHeld as exc:
@@ -60,13 +85,85 @@ def serve(
         if check.status == "fail":
             raise fail(f"{check.detail}; {check.fix}", 1)
         setup_logging(log_level, log_format)
-        _run_server(config, log_level)
+        if workers > 1:
+            _run_workers(config, log_level, workers)
+        else:
+            _run_server(config, log_level)
     finally:
         lock.release()
     logging.getLogger("localgpt.api").info("stopped; goodbye")
 
 
-def _run_server(config: Config, log_level: str) -> None:
+def uses_embedded_model(config: Config) -> bool:
+    """Whether serving this configuration loads the embedded model."""
+    models = [config.default_model, *config.agent.fallback_models]
+    return "local" in config.providers or any(m.startswith("local/") for m in models)
+
+
+def _run_workers(config: Config, log_level: str, count: int) -> None:
+    """``count`` server processes accepting on one socket (the kernel spreads connections);
+    a worker that dies is started again; SIGTERM or Ctrl-C stops them all gracefully."""
+    import logging
+    import os
+    import signal
+    import socket
+    import time
+
+    log = logging.getLogger("localgpt.api")
+    family = socket.AF_INET6 if ":" in config.server.bind.strip("[]") else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((config.server.bind.strip("[]"), config.server.port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    children: dict[int, int] = {}  # pid -> worker number
+    stopping = False
+
+    def spawn(number: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            code = 0
+            try:
+                _run_server(config, log_level, sockets=[sock])
+            except BaseException:
+                log.exception("worker %d failed", number)
+                code = 1
+            finally:
+                os._exit(code)
+        children[pid] = number
+
+    def stop(sig: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for number in range(count):
+        spawn(number)
+    log.info("%d workers on %s", count, config.server.url)
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        ended = children.pop(pid) if pid in children else None
+        if ended is not None and not stopping:
+            log.error("worker %d (pid %d) ended (%s); starting it again", ended, pid, status)
+            time.sleep(0.5)
+            spawn(ended)
+    sock.close()
+
+
+def _run_server(config: Config, log_level: str, sockets: list[Any] | None = None) -> None:
     import uvicorn
 
     from localgpt.api.app import create_app
@@ -89,7 +186,7 @@ def _run_server(config: Config, log_level: str) -> None:
         proxy_headers=False,
         timeout_graceful_shutdown=config.server.shutdown_grace,
     )
-    _graceful_server(app, config.server.url)(settings).run()
+    _graceful_server(app, config.server.url)(settings).run(sockets=sockets)
 
 
 def _graceful_server(app: FastAPI, url: str) -> Any:

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from localgpt.config import DEFAULT_LOCAL_MODEL, EMBEDDING_MODEL, Config, ProviderConfig
 from localgpt.providers.base import (
@@ -80,6 +80,17 @@ def model_not_found(model: str, why: str) -> ProviderError:
     )
 
 
+class SharedCooldowns(Protocol):
+    async def cool(self, route: str, seconds: float) -> None: ...
+
+    async def cooling(self, routes: list[str]) -> set[str]: ...
+
+
+def _quiet(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("could not share a cooldown: %s", task.exception())
+
+
 class Router:
     def __init__(
         self,
@@ -94,6 +105,7 @@ class Router:
         self._providers: dict[str, Provider] = dict(providers or {})
         self._slots: dict[str, Slots] = {}
         self._cooldown: dict[str, float] = {}
+        self.shared: SharedCooldowns | None = None  # [state] url: cooldowns seen by all
         # Observers for metrics: a failed call, and a wait for a provider slot.
         self.on_error: Callable[[Route, ProviderError, bool], None] | None = None
         self.on_wait: Callable[[str, float], None] | None = None
@@ -187,9 +199,23 @@ class Router:
         ready = [r for r in routes if self._cooldown.get(r.id, 0.0) <= now]
         return ready + [r for r in routes if r not in ready]
 
+    async def _shared_order(self, routes: list[Route]) -> list[Route]:
+        """The cooldowns every process has seen (Redis), cooling models last; with Redis
+        down, this process's own."""
+        try:
+            cooling = await self.shared.cooling([r.id for r in routes])  # type: ignore[union-attr]
+        except Exception as exc:
+            log.warning("shared cooldowns unavailable: %s", exc)
+            return routes
+        ready = [r for r in routes if r.id not in cooling]
+        return ready + [r for r in routes if r not in ready]
+
     def _failed(self, route: Route, exc: ProviderError, failover: bool) -> None:
         if failover and exc.retryable:
             self._cooldown[route.id] = self._clock() + COOLDOWN_SECONDS
+            if self.shared is not None:
+                task = asyncio.ensure_future(self.shared.cool(route.id, COOLDOWN_SECONDS))
+                task.add_done_callback(_quiet)
         if self.on_error is not None:
             self.on_error(route, exc, failover and exc.retryable)
 
@@ -234,6 +260,8 @@ class Router:
         while the failure is one another model may not share (429, 5xx, timeouts, refused
         connections); a model that failed that way cools down."""
         routes = self.candidates(model)
+        if self.shared is not None and len(routes) > 1:
+            routes = await self._shared_order(routes)
         errors: list[tuple[Route, ProviderError]] = []
         for route in routes:
             try:
