@@ -47,7 +47,7 @@ services:
 
 test: lint typecheck pytest
 
-bench: setup
+bench: setup services
 	$(BIN)/python bench/run.py
 
 load: setup

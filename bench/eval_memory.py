@@ -337,7 +337,9 @@ def separation(
     return out
 
 
-def run(seed: int = SEED, chunk_size: int = 240, chunk_overlap: int = 40) -> dict[str, Any]:
+def run(
+    seed: int = SEED, chunk_size: int = 240, chunk_overlap: int = 40, postgres: str | None = None
+) -> dict[str, Any]:
     from localgpt.config import MemoryConfig
     from localgpt.memory.embedder import Embedder
     from localgpt.memory.index import MemoryIndex
@@ -348,13 +350,21 @@ def run(seed: int = SEED, chunk_size: int = 240, chunk_overlap: int = 40) -> dic
         home = Path(tmp)
         workspace = Workspace(home / "workspace")
         cases = build_workspace(workspace.root, seed)
-        index = MemoryIndex(
-            home / "index.sqlite",
-            workspace,
-            Embedder(),
-            chunk_size=chunk_size,
-            chunk_overlap=chunk_overlap,
-        )
+        index: Any
+        if postgres is not None:  # the shared index: PostgreSQL with pgvector
+            from localgpt.memory.pgindex import PgMemoryIndex
+
+            index = PgMemoryIndex(
+                postgres, workspace, Embedder(), chunk_size=chunk_size, chunk_overlap=chunk_overlap
+            )
+        else:
+            index = MemoryIndex(
+                home / "index.sqlite",
+                workspace,
+                Embedder(),
+                chunk_size=chunk_size,
+                chunk_overlap=chunk_overlap,
+            )
         stats = index.reindex()
         results: dict[str, Any] = {
             "seed": seed,
@@ -363,6 +373,7 @@ def run(seed: int = SEED, chunk_size: int = 240, chunk_overlap: int = 40) -> dic
             "index_seconds": stats.seconds,
             "chunk_size": chunk_size,
             "chunk_overlap": chunk_overlap,
+            "backend": "postgresql" if postgres else "sqlite",
         }
         data = json.loads(DATA.read_text())
         for mode in ("fts", "vector", "hybrid"):
@@ -455,14 +466,29 @@ def main() -> None:
     parser.add_argument(
         "--calibrate", action="store_true", help="sweep the keyword weight and thresholds"
     )
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="evaluate the PostgreSQL + pgvector index (a server started for the run)",
+    )
     args = parser.parse_args()
     if args.calibrate:
         calibrate(args.seed)
         return
-    results = run(args.seed, args.chunk_size, args.chunk_overlap)
+    if args.postgres:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from tests.backends import PostgresServer
+
+        server = PostgresServer.create()
+        try:
+            results = run(args.seed, args.chunk_size, args.chunk_overlap, server.dsn())
+        finally:
+            server.stop(remove=True)
+    else:
+        results = run(args.seed, args.chunk_size, args.chunk_overlap)
     print(table(results))
     WORK.mkdir(exist_ok=True)
-    out = WORK / "eval_memory.json"
+    out = WORK / ("eval_memory_pg.json" if args.postgres else "eval_memory.json")
     out.write_text(json.dumps(results, indent=2))
     print(f"saved {out}")
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import gateway, local, memory
+from bench import gateway, local, memory, shared
 
-SECTIONS = ("gateway", "local", "memory")
+SECTIONS = ("gateway", "local", "memory", "shared")
 
 
 def main() -> None:
@@ -37,6 +37,13 @@ def main() -> None:
             print("\n== memory: indexing, unchanged reindex, search latency ==", flush=True)
             results["memory"] = memory.run()
             print(memory.table(results["memory"]), flush=True)
+        elif section == "shared":
+            print(
+                "\n== shared backends: workers on Redis + PostgreSQL; pgvector vs SQLite ==",
+                flush=True,
+            )
+            results["shared"] = shared.run(args.duration)
+            print(shared.table(results["shared"]), flush=True)
     out = gateway.WORK / "results.json"
     out.write_text(json.dumps(results, indent=2))
     print(f"\nsaved {out}")

@@ -170,7 +170,8 @@ class ProviderConfig(_Section):
     api_key: str | None = None
     """The provider's key (`${ENV_VAR}` is expanded)."""
     base_url: str | None = None
-    """The server's address, e.g. `http://127.0.0.1:8000/v1` for vLLM."""
+    """The server's address, e.g. `http://127.0.0.1:8000/v1` for vLLM; for `local`, a LocalGPT
+    model host that holds the embedded model (as `serve --workers` starts one)."""
     endpoint: str | None = None
     """Ollama's address (upstream's key; `base_url` works too). Default
     `http://localhost:11434`."""

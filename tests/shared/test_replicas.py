@@ -35,20 +35,6 @@ WEATHER = [
 ]
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer.create()
-    yield server
-    server.stop(remove=True)
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    server = PostgresServer.create()
-    yield server
-    server.stop(remove=True)
-
-
 @pytest.fixture
 def shared_config(
     redis_server: RedisServer,
@@ -374,18 +360,12 @@ def test_migrate_moves_sessions_and_responses_there_and_back_losing_nothing(
         assert done.returncode == 0, done.stderr
         return dict(json.loads(done.stdout))
 
-    assert migrate(here, "shared") == {
-        "sessions": 3,
-        "sessions_there": 0,
-        "responses": 1,
-        "responses_there": 0,
-    }
-    assert migrate(here, "shared") == {
-        "sessions": 0,
-        "sessions_there": 3,
-        "responses": 0,
-        "responses_there": 1,
-    }
+    first = migrate(here, "shared")
+    assert first.pop("index_chunks") > 0  # the workspace, indexed into PostgreSQL
+    assert first == {"sessions": 3, "sessions_there": 0, "responses": 1, "responses_there": 0}
+    again = migrate(here, "shared")
+    again.pop("index_chunks")
+    assert again == {"sessions": 0, "sessions_there": 3, "responses": 0, "responses_there": 1}
     assert migrate(there, "local")["sessions"] == 3
     back = SessionStore(there / "state" / "localgpt" / "sessions")
     for session_id in made:
@@ -429,3 +409,72 @@ def test_doctor_checks_each_backend(
     assert checks["state (Redis)"].status == "fail"
     assert checks["storage (PostgreSQL)"].status == "fail"
     assert "secret-pw" not in checks["storage (PostgreSQL)"].detail
+
+
+def test_workers_share_one_copy_of_the_embedded_model(
+    shared_config: Callable[[str], str], tmp_path: Path
+) -> None:
+    from tests.conftest import SMOLLM
+
+    config = tmp_path / "config.toml"
+    config.write_text(
+        shared_config("").replace(
+            'default_model = "openai/fake-model"', f'default_model = "{SMOLLM}"'
+        )
+        + "[providers.local]\nthreads = 1\ncontext_size = 2048\n"
+    )
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "localgpt",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "serve.log").open("wb"),
+        env=isolated_env(tmp_path),
+        cwd=ROOT,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "not ready"
+            time.sleep(0.2)
+        for _ in range(4):
+            resp = httpx.post(
+                f"{url}/v1/chat/completions",
+                json={"model": SMOLLM, "messages": user("Say hi."), "max_tokens": 8},
+                headers={"Connection": "close"},
+                timeout=120,
+            )
+            assert resp.status_code == 200, resp.text
+            assert resp.json()["choices"][0]["message"]["content"]
+        family = _descendants(process.pid)
+        assert len(family) == 3  # two workers and the model host
+        holding = [pid for pid in family if ".gguf" in Path(f"/proc/{pid}/maps").read_text()]
+        assert len(holding) == 1, holding  # the model is mapped by one process only
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+
+
+def _descendants(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    found = [int(c) for c in children]
+    for child in list(found):
+        found += _descendants(child)
+    return found

@@ -265,6 +265,7 @@ def migrate(
     how = moving.to_shared if to == "shared" else moving.to_local
     try:
         moved = how(config.storage.url, state / "sessions", state / "responses.sqlite3")
+        moved.index_chunks = moving.reindex(config, to)
     except BackendDown as exc:
         raise fail(exc.message, 1) from None
     if json_output:
@@ -273,5 +274,6 @@ def migrate(
     where = "into PostgreSQL" if to == "shared" else "into this machine's files"
     print(
         f"copied {where}: {moved.sessions} sessions ({moved.sessions_there} there already), "
-        f"{moved.responses} stored responses ({moved.responses_there} there already)"
+        f"{moved.responses} stored responses ({moved.responses_there} there already); "
+        f"the memory index rebuilt there from the workspace: {moved.index_chunks} chunks"
     )

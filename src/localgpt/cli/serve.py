@@ -62,13 +62,6 @@ def serve(
             '[state] url = "redis://127.0.0.1:6379/0" and [storage] url = '
             '"postgresql://localgpt@127.0.0.1/localgpt" (see docs/deploy.md), or run one worker.'
         )
-    if workers > 1 and uses_embedded_model(config):
-        raise fail(
-            f"--workers {workers} would load the embedded model in every worker: serve it once "
-            "with its own `localgpt serve` (gateway_mode = true) and point these workers at it "
-            'as an OpenAI-compatible provider ([providers.home] type = "openai", base_url = '
-            '"http://127.0.0.1:PORT/v1"), see docs/deploy.md'
-        )
     # The app sees the address it is served on (its "ready" line names it).
     server = config.server.model_copy(update={"bind": bind, "port": listen_port})
     config = config.model_copy(update={"server": server})
@@ -95,9 +88,78 @@ def serve(
 
 
 def uses_embedded_model(config: Config) -> bool:
-    """Whether serving this configuration loads the embedded model."""
+    """Whether serving this configuration loads the embedded model in the process."""
+    local = config.providers.get("local")
+    if local is not None:
+        return local.base_url is None
     models = [config.default_model, *config.agent.fallback_models]
-    return "local" in config.providers or any(m.startswith("local/") for m in models)
+    return any(m.startswith("local/") for m in models)
+
+
+def model_host(config: Config) -> tuple[Config, Config]:
+    """The configuration of a process that only serves the embedded model (gateway mode, on
+    a loopback port, with a key of its own), and the workers' configuration, whose ``local``
+    provider is that process."""
+    import secrets
+
+    from localgpt.config import (
+        DEFAULT_LOCAL_MODEL,
+        HeartbeatConfig,
+        McpConfig,
+        ProviderConfig,
+        RateLimitConfig,
+        StateConfig,
+        StorageConfig,
+    )
+
+    port, key = _free_port(), secrets.token_hex(24)
+    local = config.providers.get("local") or ProviderConfig(type="local")
+    models = [config.default_model, *config.agent.fallback_models]
+    default = next((m for m in models if m.startswith("local/")), f"local/{DEFAULT_LOCAL_MODEL}")
+    host = config.model_copy(
+        update={
+            "agent": config.agent.model_copy(
+                update={"gateway_mode": True, "default_model": default, "fallback_models": []}
+            ),
+            "providers": {"local": local},
+            "server": config.server.model_copy(
+                update={
+                    "bind": "127.0.0.1",
+                    "port": port,
+                    "auth_token": [key],
+                    "rate_limit": RateLimitConfig(enabled=False),
+                    "allow_shared_state": True,
+                }
+            ),
+            "state": StateConfig(),
+            "storage": StorageConfig(),
+            "heartbeat": HeartbeatConfig(),
+            "jobs": [],
+            "mcp": McpConfig(),
+        }
+    )
+    hosted = local.model_copy(update={"base_url": f"http://127.0.0.1:{port}/v1", "api_key": key})
+    workers = config.model_copy(update={"providers": {**config.providers, "local": hosted}})
+    return host, workers
+
+
+def _wait_ready(url: str, key: str, alive: Any, timeout: float = 900.0) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    request = urllib.request.Request(f"{url}/ready", headers={"Authorization": f"Bearer {key}"})
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError("the model host exited before it was ready")
+        try:
+            with urllib.request.urlopen(request, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the model host was not ready within {timeout:g} s")
 
 
 def _run_workers(config: Config, log_level: str, count: int) -> None:
@@ -116,8 +178,12 @@ def _run_workers(config: Config, log_level: str, count: int) -> None:
     sock.bind((config.server.bind.strip("[]"), config.server.port))
     sock.listen(2048)
     sock.set_inheritable(True)
-    children: dict[int, int] = {}  # pid -> worker number
+    children: dict[int, int] = {}  # pid -> worker number (HOST: the model host)
     stopping = False
+    host_config = None
+    if uses_embedded_model(config):
+        # The embedded model is loaded once, by a process of its own; the workers use it.
+        host_config, config = model_host(config)
 
     def spawn(number: int) -> None:
         pid = os.fork()
@@ -126,7 +192,11 @@ def _run_workers(config: Config, log_level: str, count: int) -> None:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             code = 0
             try:
-                _run_server(config, log_level, sockets=[sock])
+                if number == HOST:
+                    assert host_config is not None
+                    _run_server(host_config, log_level)
+                else:
+                    _run_server(config, log_level, sockets=[sock])
             except BaseException:
                 log.exception("worker %d failed", number)
                 code = 1
@@ -145,6 +215,13 @@ def _run_workers(config: Config, log_level: str, count: int) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if host_config is not None:
+        spawn(HOST)
+        host_pid = _pid_of(children, HOST)
+        assert host_pid is not None
+        key = str(host_config.server.api_keys()[0].key)
+        _wait_ready(host_config.server.url, key, lambda: os.waitpid(host_pid, os.WNOHANG) == (0, 0))
+        log.info("the embedded model is loaded once, by the model host (pid %d)", host_pid)
     for number in range(count):
         spawn(number)
     log.info("%d workers on %s", count, config.server.url)
@@ -161,6 +238,21 @@ def _run_workers(config: Config, log_level: str, count: int) -> None:
             time.sleep(0.5)
             spawn(ended)
     sock.close()
+
+
+HOST = -1  # the model host's number among the workers' processes
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pid_of(children: dict[int, int], number: int) -> int | None:
+    return next((pid for pid, n in children.items() if n == number), None)
 
 
 def _run_server(config: Config, log_level: str, sockets: list[Any] | None = None) -> None:

@@ -27,14 +27,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from localgpt.memory.chunking import CharEstimate, Chunk, TokenCounter, chunk_text, embedded_text
 from localgpt.memory.embedder import Embedder
-from localgpt.memory.search import Search
+from localgpt.memory.search import Search, SearchResult
 from localgpt.memory.workspace import Workspace
 
 log = logging.getLogger("localgpt.memory")
@@ -71,6 +71,27 @@ END;
 """
 
 Progress = Callable[[int, int], None]  # (files done, files to index)
+
+
+class Index(Protocol):
+    """A search index of the workspace: ``MemoryIndex`` (SQLite, this machine) or
+    ``pgindex.PgMemoryIndex`` (PostgreSQL with pgvector, shared by replicas)."""
+
+    def reindex(self, force: bool = False, progress: Progress | None = None) -> ReindexStats: ...
+
+    def index_file(self, relative_path: str) -> bool: ...
+
+    def remove_file(self, relative_path: str) -> bool: ...
+
+    def search(
+        self, query: str, limit: int = 5, mode: str = "hybrid", min_score: float = 0.0
+    ) -> list[SearchResult]: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def stop(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 # --- the index ------------------------------------------------------------------------------

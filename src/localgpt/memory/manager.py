@@ -22,7 +22,7 @@ from localgpt.config import Config, Paths
 
 if TYPE_CHECKING:
     from localgpt.memory.embedder import Embedder
-    from localgpt.memory.index import MemoryIndex, ReindexStats
+    from localgpt.memory.index import Index, ReindexStats
     from localgpt.memory.search import SearchResult
     from localgpt.memory.workspace import Workspace
 
@@ -52,8 +52,8 @@ class Memory:
         # a long first index never makes a search wait for more than one file's write.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="memory-write")
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="memory-read")
-        self._index: MemoryIndex | None = None
-        self._opening: asyncio.Future[MemoryIndex] | None = None
+        self._index: Index | None = None
+        self._opening: asyncio.Future[Index] | None = None
         self._embedder: Embedder | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -62,7 +62,7 @@ class Memory:
 
     # --- lifetime ---------------------------------------------------------------------
 
-    def _open(self) -> MemoryIndex:
+    def _open(self) -> Index:
         embedder = self.embedder() if self.config.memory.embedding_provider == "local" else None
         index = open_index(self.config, self.workspace, self.db_path, embedder)
         if self._closing.is_set():
@@ -75,7 +75,7 @@ class Memory:
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._reader, fn, *args)
 
-    async def index(self) -> MemoryIndex:
+    async def index(self) -> Index:
         """The index, opened once however many callers ask at the same moment."""
         if self._index is None:
             if self._opening is None:
@@ -231,11 +231,23 @@ class Memory:
 
 def open_index(
     config: Config, workspace: Workspace, db_path: Path, embedder: Embedder | None
-) -> MemoryIndex:
-    """Create the workspace if needed and open its index (also used by the CLI)."""
+) -> Index:
+    """Create the workspace if needed and open its index (also used by the CLI): SQLite in
+    the cache folder, or PostgreSQL with pgvector when ``[storage] url`` is set."""
     from localgpt.memory.index import MemoryIndex
 
     workspace.ensure()
+    if config.storage.url is not None:
+        from localgpt.memory.pgindex import PgMemoryIndex
+
+        return PgMemoryIndex(
+            config.storage.url,
+            workspace,
+            embedder,
+            chunk_size=config.memory.chunk_size,
+            chunk_overlap=config.memory.chunk_overlap,
+            decay_lambda=config.memory.temporal_decay_lambda,
+        )
     db_path.parent.mkdir(parents=True, exist_ok=True)
     memory = config.memory
     return MemoryIndex(

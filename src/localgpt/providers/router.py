@@ -175,6 +175,9 @@ class Router:
             if config is None:
                 raise model_not_found(name, f"provider '{name}' is not configured")
             module, cls = _MODULES[config.type]
+            if config.type == "local" and config.base_url is not None:
+                # The embedded model, loaded once by another process (serve --workers N).
+                module, cls = "localgpt.providers.local.hosted", "HostedLocalProvider"
             factory = getattr(importlib.import_module(module), cls)
             found = self._providers[name] = factory(
                 name, config, max_tokens=self.config.agent.max_tokens

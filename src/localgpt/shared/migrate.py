@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 
 from localgpt.agent.sessions import SessionStore
+from localgpt.config import Config, StorageConfig
 from localgpt.shared.durable import PgSessionStore, create_schema
 
 
@@ -20,6 +21,23 @@ class Moved:
     sessions_there: int = 0
     responses: int = 0
     responses_there: int = 0
+    index_chunks: int = 0  # the memory index, built from the workspace where it now lives
+
+
+def reindex(config: Config, to: str) -> int:
+    """The memory index rebuilt from the workspace (its source) in the new place: the
+    shared PostgreSQL one, or this machine's SQLite one."""
+    from localgpt.memory.manager import Memory, open_index
+
+    if to == "local":
+        config = config.model_copy(update={"storage": StorageConfig()})
+    memory = Memory(config)
+    embedder = memory.embedder() if config.memory.embedding_provider == "local" else None
+    index = open_index(config, memory.workspace, memory.db_path, embedder)
+    try:
+        return index.reindex().chunks_total
+    finally:
+        index.close()
 
 
 def to_shared(dsn: str, sessions_dir: Path, responses_db: Path) -> Moved:
