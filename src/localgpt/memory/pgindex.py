@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from localgpt.memory import scoring
 from localgpt.memory.chunking import CharEstimate, TokenCounter, chunk_text, embedded_text
 from localgpt.memory.embedder import Embedder
 from localgpt.memory.index import EMBED_BATCH, ReindexStats
@@ -42,6 +41,10 @@ from localgpt.memory.workspace import Workspace
 log = logging.getLogger("localgpt.memory")
 REINDEX_LOCK = 727275  # the advisory lock one reindexing replica holds
 EF_SEARCH = 200
+# Words in more chunks than this are left out of the text query, as on SQLite with 5,000: a
+# PostgreSQL text search reads every matching row's tsvector to rank it (FTS5 ranks from its
+# index), so the bar is lower here. A word in 1% of 100k chunks weighs little anyway.
+COMMON_TERM_CHUNKS = 1000
 
 SCHEMA = """
 CREATE EXTENSION IF NOT EXISTS vector;
@@ -56,14 +59,19 @@ CREATE TABLE IF NOT EXISTS memory_chunks (
     hash TEXT NOT NULL,
     text TEXT NOT NULL,
     context TEXT NOT NULL DEFAULT '',
-    embedding vector({dims}),
     tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', text || ' ' || context)) STORED
 );
 CREATE INDEX IF NOT EXISTS memory_chunks_path ON memory_chunks(path);
 CREATE INDEX IF NOT EXISTS memory_chunks_tsv ON memory_chunks USING gin (tsv);
-CREATE INDEX IF NOT EXISTS memory_chunks_hnsw ON memory_chunks
+CREATE TABLE IF NOT EXISTS memory_vectors (
+    id BIGINT PRIMARY KEY REFERENCES memory_chunks(id) ON DELETE CASCADE,
+    embedding vector({dims}) NOT NULL
+);
+CREATE INDEX IF NOT EXISTS memory_vectors_hnsw ON memory_vectors
     USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64);
 """
+# The vectors have a table of their own: 1.5 kB a chunk inline made every text search read
+# 200 MB of pages at 100k chunks (bench/shared.py: hybrid p50 134 ms).
 
 
 def _vector(values: npt.NDArray[np.float32]) -> str:
@@ -98,7 +106,11 @@ class PgMemoryIndex:
         self._decay = decay_lambda
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._conn = psycopg.connect(dsn, autocommit=True, connect_timeout=5)
+        # No server-side prepared statements: their generic plans (psycopg prepares after 5
+        # runs) picked slow scans for the text queries, whose best plan depends on the word.
+        self._conn = psycopg.connect(
+            dsn, autocommit=True, connect_timeout=5, prepare_threshold=None
+        )
         dims = embedder.dims if embedder is not None else 384
         with self._conn.transaction():
             self._conn.execute("SELECT pg_advisory_xact_lock(727274)")
@@ -203,8 +215,8 @@ class PgMemoryIndex:
                 reusable: dict[str, str] = {}
                 for relative, *_ in batch:
                     for chunk_hash, vector in self._conn.execute(
-                        "SELECT hash, embedding::text FROM memory_chunks"
-                        " WHERE path = %s AND embedding IS NOT NULL",
+                        "SELECT c.hash, v.embedding::text FROM memory_chunks c"
+                        " JOIN memory_vectors v ON v.id = c.id WHERE c.path = %s",
                         (relative,),
                     ):
                         reusable[chunk_hash] = vector
@@ -230,11 +242,19 @@ class PgMemoryIndex:
                 self._conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (relative,))
                 self._conn.execute("DELETE FROM memory_chunks WHERE path = %s", (relative,))
                 with self._conn.cursor() as cur:
-                    cur.executemany(
-                        "INSERT INTO memory_chunks (path, start_line, end_line, hash, text,"
-                        " context, embedding) VALUES (%s, %s, %s, %s, %s, %s, %s::vector)",
-                        rows,
-                    )
+                    for *chunk, vector in rows:
+                        cur.execute(
+                            "INSERT INTO memory_chunks (path, start_line, end_line, hash, text,"
+                            " context) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+                            chunk,
+                        )
+                        if vector is not None:
+                            (chunk_id,) = cur.fetchone()  # type: ignore[misc]
+                            cur.execute(
+                                "INSERT INTO memory_vectors (id, embedding)"
+                                " VALUES (%s, %s::vector)",
+                                (chunk_id, vector),
+                            )
                 self._conn.execute(
                     "INSERT INTO memory_files (path, hash, mtime, size) VALUES (%s, %s, %s, %s)"
                     " ON CONFLICT (path) DO UPDATE SET hash = EXCLUDED.hash,"
@@ -305,7 +325,7 @@ class PgMemoryIndex:
         return " | ".join(terms)
 
     def _term_counts(self, terms: list[str]) -> dict[str, int]:
-        cap = scoring.COMMON_TERM_CHUNKS + 1
+        cap = COMMON_TERM_CHUNKS + 1
         counts = {}
         for term in terms:
             (n,) = self._conn.execute(
@@ -317,7 +337,7 @@ class PgMemoryIndex:
         return counts
 
     def _fts(self, counts: dict[str, int], limit: int) -> list[int]:
-        terms = selective(counts)
+        terms = selective(counts, COMMON_TERM_CHUNKS)
         if not terms:
             return []
         query = " OR ".join(terms)
@@ -335,7 +355,7 @@ class PgMemoryIndex:
         weights = {t: idf(n, total) for t, n in counts.items()}
         whole = sum(weights.values())
         found: dict[int, float] = {}
-        for term in selective(counts):
+        for term in selective(counts, COMMON_TERM_CHUNKS):
             if not counts[term]:
                 continue
             rows = self._conn.execute(
@@ -349,16 +369,15 @@ class PgMemoryIndex:
 
     def _nearest(self, vector: str, limit: int, also: list[int]) -> dict[int, float]:
         rows = self._conn.execute(
-            "SELECT id, 1 - (embedding <=> %s::vector) FROM memory_chunks"
-            " WHERE embedding IS NOT NULL ORDER BY embedding <=> %s::vector LIMIT %s",
+            "SELECT id, 1 - (embedding <=> %s::vector) FROM memory_vectors"
+            " ORDER BY embedding <=> %s::vector LIMIT %s",
             (vector, vector, limit),
         ).fetchall()
         found = {int(r[0]): float(r[1]) for r in rows}
         others = [c for c in also if c not in found]
         if others:
             for chunk_id, sim in self._conn.execute(
-                "SELECT id, 1 - (embedding <=> %s::vector) FROM memory_chunks"
-                " WHERE id = ANY(%s) AND embedding IS NOT NULL",
+                "SELECT id, 1 - (embedding <=> %s::vector) FROM memory_vectors WHERE id = ANY(%s)",
                 (vector, others),
             ):
                 found[int(chunk_id)] = float(sim)
@@ -387,9 +406,7 @@ class PgMemoryIndex:
     def stats(self) -> dict[str, Any]:
         with self._lock:
             files = self._conn.execute("SELECT count(*) FROM memory_files").fetchone()
-            embedded = self._conn.execute(
-                "SELECT count(*) FROM memory_chunks WHERE embedding IS NOT NULL"
-            ).fetchone()
+            embedded = self._conn.execute("SELECT count(*) FROM memory_vectors").fetchone()
             return {
                 "files": int(files[0]) if files else 0,
                 "chunks": self._total(),
