@@ -258,36 +258,8 @@ def test_workers_share_one_port_and_need_shared_backends(
     assert refused.returncode == 2 and "needs shared backends" in refused.stderr
 
     config.write_text(shared_config(""))
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "localgpt",
-            "serve",
-            "--config",
-            str(config),
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=isolated_env(tmp_path),
-        cwd=ROOT,
-    )
+    process, url = serve_workers(config, tmp_path, 60)
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and process.poll() is None
-            time.sleep(0.1)
         workers = {
             httpx.get(f"{url}/api/status", timeout=10, headers={"Connection": "close"}).json()[
                 "pid"
@@ -423,37 +395,8 @@ def test_workers_share_one_copy_of_the_embedded_model(
         )
         + "[providers.local]\nthreads = 1\ncontext_size = 2048\n"
     )
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "localgpt",
-            "serve",
-            "--config",
-            str(config),
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "serve.log").open("wb"),
-        env=isolated_env(tmp_path),
-        cwd=ROOT,
-    )
+    process, url = serve_workers(config, tmp_path, 300)
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "not ready"
-            time.sleep(0.2)
         for _ in range(4):
             resp = httpx.post(
                 f"{url}/v1/chat/completions",
@@ -478,3 +421,39 @@ def _descendants(pid: int) -> list[int]:
     for child in list(found):
         found += _descendants(child)
     return found
+
+
+def serve_workers(config: Path, home: Path, patience: float) -> tuple[subprocess.Popen[bytes], str]:
+    """``localgpt serve --workers 2`` on a free port, once /ready says it can answer."""
+    port = free_port()
+    log = home / "serve.log"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "localgpt",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+        env=isolated_env(home),
+        cwd=ROOT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"not ready: {log.read_text()[-3000:]}")
+        time.sleep(0.1)

@@ -30,12 +30,10 @@ from localgpt.memory.index import EMBED_BATCH, ReindexStats
 from localgpt.memory.scoring import (
     age_days,
     idf,
-    query_terms,
-    relevance,
     selective,
     snippet,
 )
-from localgpt.memory.search import MODES, SearchResult
+from localgpt.memory.search import Search, SearchResult
 from localgpt.memory.workspace import Workspace
 
 log = logging.getLogger("localgpt.memory")
@@ -82,9 +80,10 @@ def _hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-class PgMemoryIndex:
+class PgMemoryIndex(Search):
     """``MemoryIndex``'s interface (reindex, index_file, remove_file, search, stats) on
-    PostgreSQL. Calls are serialised by a lock, as on SQLite."""
+    PostgreSQL. ``Search.search`` ranks, over this class's queries; calls are serialised by
+    a lock, as on SQLite."""
 
     def __init__(
         self,
@@ -106,24 +105,23 @@ class PgMemoryIndex:
         self._decay = decay_lambda
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._pool = None  # embeds queries while the text queries run, see Search.search
         # No server-side prepared statements: their generic plans (psycopg prepares after 5
         # runs) picked slow scans for the text queries, whose best plan depends on the word.
-        self._conn = psycopg.connect(
-            dsn, autocommit=True, connect_timeout=5, prepare_threshold=None
-        )
+        self._pg = psycopg.connect(dsn, autocommit=True, connect_timeout=5, prepare_threshold=None)
         dims = embedder.dims if embedder is not None else 384
-        with self._conn.transaction():
-            self._conn.execute("SELECT pg_advisory_xact_lock(727274)")
-            self._conn.execute(SCHEMA.format(dims=dims))
+        with self._pg.transaction():
+            self._pg.execute("SELECT pg_advisory_xact_lock(727274)")
+            self._pg.execute(SCHEMA.format(dims=dims))
         # pgvector's default (40) missed the nearest chunk of 712 in bench/eval_memory.py
         # (an index grown by inserts); 200 found the exact top 10 for every question.
-        self._conn.execute(f"SET hnsw.ef_search = {EF_SEARCH}")
+        self._pg.execute(f"SET hnsw.ef_search = {EF_SEARCH}")
 
     def stop(self) -> None:
         self._stopping.set()
 
     def close(self) -> None:
-        self._conn.close()
+        self._pg.close()
 
     # --- indexing -----------------------------------------------------------------------
 
@@ -131,7 +129,7 @@ class PgMemoryIndex:
         started = time.perf_counter()
         stats = ReindexStats()
         with self._lock:
-            (mine,) = self._conn.execute(
+            (mine,) = self._pg.execute(
                 "SELECT pg_try_advisory_lock(%s)", (REINDEX_LOCK,)
             ).fetchone()  # type: ignore[misc]
         if not mine:
@@ -142,9 +140,7 @@ class PgMemoryIndex:
             with self._lock:
                 known = {
                     row[0]: (row[1], row[2], row[3])
-                    for row in self._conn.execute(
-                        "SELECT path, hash, mtime, size FROM memory_files"
-                    )
+                    for row in self._pg.execute("SELECT path, hash, mtime, size FROM memory_files")
                 }
             root = self.workspace.root.resolve()
             seen: set[str] = set()
@@ -165,16 +161,16 @@ class PgMemoryIndex:
             if not self._stopping.is_set():
                 self._write(pending, stats)
                 removed = sorted(set(known) - seen)
-                with self._lock, self._conn.transaction():
+                with self._lock, self._pg.transaction():
                     for relative in removed:
-                        self._conn.execute("DELETE FROM memory_chunks WHERE path = %s", (relative,))
-                        self._conn.execute("DELETE FROM memory_files WHERE path = %s", (relative,))
+                        self._pg.execute("DELETE FROM memory_chunks WHERE path = %s", (relative,))
+                        self._pg.execute("DELETE FROM memory_files WHERE path = %s", (relative,))
                 stats.files_removed = len(removed)
             stats.stopped = self._stopping.is_set()
         finally:
             with self._lock:
-                self._conn.execute("SELECT pg_advisory_unlock(%s)", (REINDEX_LOCK,))
-        stats.chunks_total = self._total()
+                self._pg.execute("SELECT pg_advisory_unlock(%s)", (REINDEX_LOCK,))
+        stats.chunks_total = self._count_chunks()
         stats.seconds = time.perf_counter() - started
         return stats
 
@@ -195,7 +191,7 @@ class PgMemoryIndex:
         digest = hashlib.sha256(data).hexdigest()
         if not force and old is not None and old[0] == digest:
             with self._lock:
-                self._conn.execute(
+                self._pg.execute(
                     "UPDATE memory_files SET mtime = %s, size = %s WHERE path = %s",
                     (st.st_mtime_ns, st.st_size, relative),
                 )
@@ -214,7 +210,7 @@ class PgMemoryIndex:
             with self._lock:
                 reusable: dict[str, str] = {}
                 for relative, *_ in batch:
-                    for chunk_hash, vector in self._conn.execute(
+                    for chunk_hash, vector in self._pg.execute(
                         "SELECT c.hash, v.embedding::text FROM memory_chunks c"
                         " JOIN memory_vectors v ON v.id = c.id WHERE c.path = %s",
                         (relative,),
@@ -237,11 +233,11 @@ class PgMemoryIndex:
                 (relative, c.start_line, c.end_line, _hash(embedded_text(c)), c.text, c.context, v)
                 for c, v in zip(chunks, vecs, strict=True)
             ]
-            with self._lock, self._conn.transaction():
+            with self._lock, self._pg.transaction():
                 # Two replicas' watchers may index one file at once: one after the other.
-                self._conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (relative,))
-                self._conn.execute("DELETE FROM memory_chunks WHERE path = %s", (relative,))
-                with self._conn.cursor() as cur:
+                self._pg.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (relative,))
+                self._pg.execute("DELETE FROM memory_chunks WHERE path = %s", (relative,))
+                with self._pg.cursor() as cur:
                     for *chunk, vector in rows:
                         cur.execute(
                             "INSERT INTO memory_chunks (path, start_line, end_line, hash, text,"
@@ -255,7 +251,7 @@ class PgMemoryIndex:
                                 " VALUES (%s, %s::vector)",
                                 (chunk_id, vector),
                             )
-                self._conn.execute(
+                self._pg.execute(
                     "INSERT INTO memory_files (path, hash, mtime, size) VALUES (%s, %s, %s, %s)"
                     " ON CONFLICT (path) DO UPDATE SET hash = EXCLUDED.hash,"
                     " mtime = EXCLUDED.mtime, size = EXCLUDED.size",
@@ -270,7 +266,7 @@ class PgMemoryIndex:
             return self.remove_file(relative_path)
         relative = path.relative_to(self.workspace.root.resolve()).as_posix()
         with self._lock:
-            row = self._conn.execute(
+            row = self._pg.execute(
                 "SELECT hash, mtime, size FROM memory_files WHERE path = %s", (relative,)
             ).fetchone()
         found = self._read(relative, path, row)
@@ -280,55 +276,21 @@ class PgMemoryIndex:
         return True
 
     def remove_file(self, relative_path: str) -> bool:
-        with self._lock, self._conn.transaction():
-            self._conn.execute("DELETE FROM memory_chunks WHERE path = %s", (relative_path,))
+        with self._lock, self._pg.transaction():
+            self._pg.execute("DELETE FROM memory_chunks WHERE path = %s", (relative_path,))
             return bool(
-                self._conn.execute(
+                self._pg.execute(
                     "DELETE FROM memory_files WHERE path = %s", (relative_path,)
                 ).rowcount
             )
 
     # --- search -------------------------------------------------------------------------
 
-    def search(
-        self, query: str, limit: int = 5, mode: str = "hybrid", min_score: float = 0.0
-    ) -> list[SearchResult]:
-        """As ``Search.search`` on SQLite: candidates by text rank and by vector distance,
-        scored on one absolute scale."""
-        if mode not in MODES:
-            raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
-        if self._embedder is None:
-            mode = "fts"
-        if limit < 1 or not query.strip():
-            return []
-        vector = _vector(self._embedder.embed([query])[0]) if mode != "fts" else None  # type: ignore[union-attr]
-        with self._lock:
-            terms = query_terms(query)
-            counts = self._term_counts(terms) if mode != "vector" else {}
-            candidates = self._fts(counts, 2 * limit) if mode != "vector" else []
-            similarity: dict[int, float] = {}
-            if vector is not None:
-                similarity = self._nearest(vector, 2 * limit, candidates)
-                candidates += [c for c in similarity if c not in set(candidates)]
-            coverage = self._coverage(counts, candidates) if mode != "vector" else {}
-            scores = {
-                c: relevance(similarity.get(c), coverage.get(c, 0.0), mode) for c in candidates
-            }
-            results = self._results(scores)
-        order = {chunk_id: i for i, chunk_id in enumerate(candidates)}
-        kept = [(chunk_id, r) for chunk_id, r in results if r.score >= min_score]
-        kept.sort(key=lambda found: (-found[1].score, order[found[0]]))
-        return [r for _, r in kept[:limit]]
-
-    @staticmethod
-    def _tsquery(terms: list[str]) -> str:
-        return " | ".join(terms)
-
     def _term_counts(self, terms: list[str]) -> dict[str, int]:
         cap = COMMON_TERM_CHUNKS + 1
         counts = {}
         for term in terms:
-            (n,) = self._conn.execute(
+            (n,) = self._pg.execute(
                 "SELECT count(*) FROM (SELECT 1 FROM memory_chunks"
                 " WHERE tsv @@ plainto_tsquery('english', %s) LIMIT %s) s",
                 (term, cap),
@@ -341,7 +303,7 @@ class PgMemoryIndex:
         if not terms:
             return []
         query = " OR ".join(terms)
-        rows = self._conn.execute(
+        rows = self._pg.execute(
             "SELECT id FROM memory_chunks, websearch_to_tsquery('english', %s) q"
             " WHERE tsv @@ q ORDER BY ts_rank_cd(tsv, q) DESC, id LIMIT %s",
             (query, limit),
@@ -351,14 +313,14 @@ class PgMemoryIndex:
     def _coverage(self, counts: dict[str, int], candidates: list[int]) -> dict[int, float]:
         if not candidates or not counts:
             return {}
-        total = self._total()
+        total = self._count_chunks()
         weights = {t: idf(n, total) for t, n in counts.items()}
         whole = sum(weights.values())
         found: dict[int, float] = {}
         for term in selective(counts, COMMON_TERM_CHUNKS):
             if not counts[term]:
                 continue
-            rows = self._conn.execute(
+            rows = self._pg.execute(
                 "SELECT id FROM memory_chunks WHERE tsv @@ plainto_tsquery('english', %s)"
                 " AND id = ANY(%s)",
                 (term, candidates),
@@ -367,8 +329,11 @@ class PgMemoryIndex:
                 found[chunk_id] = found.get(chunk_id, 0.0) + weights[term] / whole
         return found
 
-    def _nearest(self, vector: str, limit: int, also: list[int]) -> dict[int, float]:
-        rows = self._conn.execute(
+    def _nearest(
+        self, query: npt.NDArray[np.float32], limit: int, also: list[int]
+    ) -> dict[int, float]:
+        vector = _vector(query)
+        rows = self._pg.execute(
             "SELECT id, 1 - (embedding <=> %s::vector) FROM memory_vectors"
             " ORDER BY embedding <=> %s::vector LIMIT %s",
             (vector, vector, limit),
@@ -376,21 +341,24 @@ class PgMemoryIndex:
         found = {int(r[0]): float(r[1]) for r in rows}
         others = [c for c in also if c not in found]
         if others:
-            for chunk_id, sim in self._conn.execute(
+            for chunk_id, sim in self._pg.execute(
                 "SELECT id, 1 - (embedding <=> %s::vector) FROM memory_vectors WHERE id = ANY(%s)",
                 (vector, others),
             ):
                 found[int(chunk_id)] = float(sim)
         return found
 
-    def _total(self) -> int:
-        (n,) = self._conn.execute("SELECT count(*) FROM memory_chunks").fetchone()  # type: ignore[misc]
+    def _chunk_total(self) -> int:
+        return self._count_chunks()
+
+    def _count_chunks(self) -> int:
+        (n,) = self._pg.execute("SELECT count(*) FROM memory_chunks").fetchone()  # type: ignore[misc]
         return int(n)
 
     def _results(self, scores: dict[int, float]) -> list[tuple[int, SearchResult]]:
         if not scores:
             return []
-        rows = self._conn.execute(
+        rows = self._pg.execute(
             "SELECT id, path, start_line, end_line, text FROM memory_chunks WHERE id = ANY(%s)",
             (list(scores),),
         )
@@ -405,11 +373,11 @@ class PgMemoryIndex:
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            files = self._conn.execute("SELECT count(*) FROM memory_files").fetchone()
-            embedded = self._conn.execute("SELECT count(*) FROM memory_vectors").fetchone()
+            files = self._pg.execute("SELECT count(*) FROM memory_files").fetchone()
+            embedded = self._pg.execute("SELECT count(*) FROM memory_vectors").fetchone()
             return {
                 "files": int(files[0]) if files else 0,
-                "chunks": self._total(),
+                "chunks": self._count_chunks(),
                 "embedded_chunks": int(embedded[0]) if embedded else 0,
                 "backend": "postgresql",
                 "model": self._embedder.model_id if self._embedder is not None else "none",

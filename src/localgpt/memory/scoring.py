@@ -40,7 +40,7 @@ def match_expression(terms: list[str]) -> str:
     return " OR ".join(f'"{term}"' for term in terms)
 
 
-def selective(counts: dict[str, int], common: int = COMMON_TERM_CHUNKS) -> list[str]:
+def selective(counts: dict[str, int], common: int | None = None) -> list[str]:
     """The terms found in at most ``COMMON_TERM_CHUNKS`` chunks, or the rarest one if none
     is. BM25 must score every chunk a term matches before it can rank, and a term that
     common weighs little anyway (its IDF is below ln 20 at 100k chunks against about
@@ -48,7 +48,8 @@ def selective(counts: dict[str, int], common: int = COMMON_TERM_CHUNKS) -> list[
     that many rows per term."""
     if not counts:
         return []
-    kept = [term for term, n in counts.items() if n <= common]
+    bar = COMMON_TERM_CHUNKS if common is None else common
+    kept = [term for term, n in counts.items() if n <= bar]
     return kept or [min(counts, key=counts.__getitem__)]
 
 
