@@ -58,10 +58,10 @@ def _conversations(request: Request) -> Conversations:
     return conversations
 
 
-def _session(request: Request, session_id: str) -> Session:
+async def _session(request: Request, session_id: str) -> Session:
     """The session, if this caller may see it: another key's session is as missing as one
-    that does not exist."""
-    session = _conversations(request).store.get(session_id)
+    that does not exist. Read on a thread: it may be a query to PostgreSQL."""
+    session = await asyncio.to_thread(_conversations(request).store.get, session_id)
     caller = permissions(request)
     if session is None or not session.visible_to(caller.caller, caller.admin):
         raise APIError(
@@ -74,9 +74,9 @@ def _session(request: Request, session_id: str) -> Session:
 async def _locked(request: Request, session_id: str) -> AsyncIterator[Session]:
     """The session, held against turns and other changes; 404 if it is missing, also when
     it was deleted while this request waited for it."""
-    _session(request, session_id)
+    await _session(request, session_id)
     async with _conversations(request).lock(session_id):
-        yield _session(request, session_id)
+        yield await _session(request, session_id)
 
 
 def _model(request: Request, model: str | None) -> str | None:
@@ -112,14 +112,14 @@ async def list_sessions(request: Request) -> Response:
 
 @router.get("/sessions/{session_id}", summary="Get a session with its messages")
 async def get_session(request: Request, session_id: str) -> Response:
-    session = _session(request, session_id)
+    session = await _session(request, session_id)
     return _json({**session.summary(), "messages": session.messages})
 
 
 @router.delete("/sessions/{session_id}", summary="Delete a session")
 async def delete_session(request: Request, session_id: str) -> Response:
     conversations = _conversations(request)
-    _session(request, session_id)
+    await _session(request, session_id)
     if await conversations.busy(session_id):
         # Deleting under a running turn would let the turn write the file back.
         raise APIError(
@@ -135,13 +135,13 @@ async def delete_session(request: Request, session_id: str) -> Response:
 
 @router.get("/sessions/{session_id}/messages", summary="A session's messages")
 async def session_messages(request: Request, session_id: str) -> Response:
-    return _json({"messages": _session(request, session_id).messages})
+    return _json({"messages": (await _session(request, session_id)).messages})
 
 
 @router.get("/sessions/{session_id}/context", summary="How much of its context a session uses")
 async def session_context(request: Request, session_id: str) -> Response:
     conversations = _conversations(request)
-    session = _session(request, session_id)
+    session = await _session(request, session_id)
     model = conversations.model_of(session)
     return _json(
         {
@@ -171,7 +171,7 @@ async def clear_session(request: Request, session_id: str) -> Response:
 
 @router.post("/sessions/{session_id}/model", summary="Set a session's model")
 async def set_model(request: Request, session_id: str, body: ModelBody) -> Response:
-    _session(request, session_id)
+    await _session(request, session_id)
     model = _model(request, body.model)
     async with _locked(request, session_id) as session:
         session.model = model
@@ -187,7 +187,7 @@ async def _session_for(request: Request, body: ChatBody) -> tuple[Session, str]:
     conversations = _conversations(request)
     model = _model(request, body.model)
     if body.session_id:
-        session = _session(request, body.session_id)
+        session = await _session(request, body.session_id)
     else:
         owner = permissions(request).caller
         session = await asyncio.to_thread(conversations.store.create, model, owner)
