@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: setup serve test lint typecheck pytest browser services bench load clean
+.PHONY: setup serve test lint typecheck pytest browser services clients bench load clean
 
 setup: $(STAMP)
 
@@ -29,7 +29,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-pytest: setup browser services
+pytest: setup browser services clients
 	$(BIN)/pytest
 
 # The page's end-to-end tests drive Debian's Chromium (Playwright never downloads a browser).
@@ -44,6 +44,16 @@ services:
 	@command -v redis-server >/dev/null || { \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q redis-server; \
 		else sudo apt-get update -q && sudo apt-get install -y -q redis-server; fi; }
+
+# Claude Code and Codex CLI, pinned in tests/clients/package-lock.json, driven against the server.
+clients: .clients/node_modules/.bin/claude
+.clients/node_modules/.bin/claude: tests/clients/package.json tests/clients/package-lock.json
+	@command -v npm >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q npm; \
+		else sudo apt-get update -q && sudo apt-get install -y -q npm; fi; }
+	mkdir -p .clients && cp tests/clients/package.json tests/clients/package-lock.json .clients/
+	cd .clients && npm ci --no-audit --no-fund --silent
+	touch $@
 
 test: lint typecheck pytest
 

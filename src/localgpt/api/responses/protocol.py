@@ -233,6 +233,7 @@ IGNORED_FIELDS = frozenset(
         "access_programs",
         "background_options",
         "image",
+        "client_metadata",
     }
 )
 
@@ -273,6 +274,8 @@ class ResponsesRequest(BaseModel):
     access_programs: dict[str, Any] | None = None
     image: dict[str, Any] | None = None
     background_options: dict[str, Any] | None = None
+    # Codex CLI (0.171) sends its installation and session ids here.
+    client_metadata: dict[str, Any] | None = None
     # Refused unless absent (or false/0): features this server does not have.
     background: bool | None = None
     conversation: str | dict[str, Any] | None = None
