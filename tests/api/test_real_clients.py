@@ -43,6 +43,7 @@ def test_claude_code_answers_through_the_messages_api(
         "ANTHROPIC_DEFAULT_HAIKU_MODEL": MODEL,
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
     }
+    before = len(server.log())  # the server is shared with other tests: read only ours
     done = subprocess.run(
         [str(BIN / "claude"), "-p", "Say hello there", "--output-format", "json"],
         env=env,
@@ -61,7 +62,8 @@ def test_claude_code_answers_through_the_messages_api(
     assert sent["messages"][0]["role"] == "system"  # Claude Code's system blocks, joined
     assert sent["stream"] is True
     assert any(t["function"]["name"] == "Bash" for t in sent.get("tools", []))
-    assert "POST /v1/messages " in server.log()
+    ours = server.log()[before:]
+    assert "POST /v1/messages 200" in ours and "POST /v1/messages 4" not in ours
 
 
 def test_codex_cli_answers_through_the_responses_api(
@@ -74,6 +76,7 @@ def test_codex_cli_answers_through_the_responses_api(
         f'name = "LocalGPT"\nbase_url = "{server.url}/v1"\nwire_api = "responses"\n'
     )
     env = {**client_env(tmp_path / "codex"), "CODEX_HOME": str(codex_home)}
+    before = len(server.log())  # the server is shared with other tests: read only ours
     done = subprocess.run(
         [str(BIN / "codex"), "exec", "--skip-git-repo-check", "Say hello there"],
         env=env,
@@ -90,4 +93,5 @@ def test_codex_cli_answers_through_the_responses_api(
     assert sent["messages"][-1] == {"role": "user", "content": "Say hello there"} or (
         "Say hello there" in str(sent["messages"][-1]["content"])
     )
-    assert "POST /v1/responses " in server.log() and "POST /v1/responses 400" not in server.log()
+    ours = server.log()[before:]
+    assert "POST /v1/responses 200" in ours and "POST /v1/responses 4" not in ours
