@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from localgpt.memory.chunking import CharEstimate, Chunk, TokenCounter, chunk_text, embedded_text
+from localgpt.memory.chunking import Chunk, chunk_text, embedded_text
 from localgpt.memory.embedder import Embedder
 from localgpt.memory.search import Search, SearchResult
 from localgpt.memory.workspace import Workspace
@@ -137,20 +137,9 @@ class MemoryIndex(Search):
         chunk_overlap: int = 40,
         decay_lambda: float = 0.0,
     ) -> None:
-        if chunk_size < 1 or chunk_overlap < 0 or decay_lambda < 0:
-            raise ValueError("chunk_size must be positive, chunk_overlap and decay_lambda >= 0")
-        if embedder is not None and chunk_size > embedder.max_tokens - 2:
-            raise ValueError(
-                f"chunk_size must leave room for 2 special tokens in {embedder.max_tokens}"
-            )
         self.db_path = db_path
         self.workspace = workspace
-        self._embedder = embedder
-        self._counter: TokenCounter = embedder if embedder is not None else CharEstimate()
-        self._chunk_size = chunk_size
-        # Half a chunk at most: more would index most lines many times over.
-        self._chunk_overlap = min(chunk_overlap, chunk_size // 2)
-        self._decay = decay_lambda
+        self._chunking(embedder, chunk_size, chunk_overlap, decay_lambda)
         self._settings = {
             "schema": SCHEMA_VERSION,
             "model": embedder.model_id if embedder is not None else "none",

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import threading
 import time
 from pathlib import Path
@@ -24,14 +23,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from localgpt.memory.chunking import CharEstimate, TokenCounter, chunk_text, embedded_text
+from localgpt.memory.chunking import chunk_text, embedded_text
 from localgpt.memory.embedder import Embedder
 from localgpt.memory.index import EMBED_BATCH, ReindexStats
 from localgpt.memory.scoring import (
-    age_days,
     idf,
     selective,
-    snippet,
 )
 from localgpt.memory.search import Search, SearchResult
 from localgpt.memory.workspace import Workspace
@@ -98,11 +95,7 @@ class PgMemoryIndex(Search):
 
         self.dsn = dsn
         self.workspace = workspace
-        self._embedder = embedder
-        self._counter: TokenCounter = embedder if embedder is not None else CharEstimate()
-        self._chunk_size = chunk_size
-        self._chunk_overlap = min(chunk_overlap, chunk_size // 2)
-        self._decay = decay_lambda
+        self._chunking(embedder, chunk_size, chunk_overlap, decay_lambda)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._pool = None  # embeds queries while the text queries run, see Search.search
@@ -362,14 +355,7 @@ class PgMemoryIndex(Search):
             "SELECT id, path, start_line, end_line, text FROM memory_chunks WHERE id = ANY(%s)",
             (list(scores),),
         )
-        now = time.time()
-        results = []
-        for chunk_id, path, start, end, text in rows:
-            score = scores[chunk_id]
-            if self._decay:
-                score *= math.exp(-self._decay * age_days(path, now))
-            results.append((chunk_id, SearchResult(path, start, end, score, snippet(text))))
-        return results
+        return self._scored(rows.fetchall(), scores)
 
     def stats(self) -> dict[str, Any]:
         with self._lock:

@@ -13,6 +13,7 @@ import math
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from localgpt.memory import scoring
+from localgpt.memory.chunking import CharEstimate, TokenCounter
 from localgpt.memory.embedder import Embedder
 from localgpt.memory.scoring import (
     age_days,
@@ -69,6 +71,23 @@ class Search:
 
     def _count(self, sql: str) -> int:
         return int(self._conn.execute(sql).fetchone()[0])
+
+    def _chunking(
+        self, embedder: Embedder | None, chunk_size: int, chunk_overlap: int, decay: float
+    ) -> None:
+        """The settings every index chunks, embeds and fades by (checked)."""
+        if chunk_size < 1 or chunk_overlap < 0 or decay < 0:
+            raise ValueError("chunk_size must be positive, chunk_overlap and decay_lambda >= 0")
+        if embedder is not None and chunk_size > embedder.max_tokens - 2:
+            raise ValueError(
+                f"chunk_size must leave room for 2 special tokens in {embedder.max_tokens}"
+            )
+        self._embedder = embedder
+        self._counter: TokenCounter = embedder if embedder is not None else CharEstimate()
+        self._chunk_size = chunk_size
+        # Half a chunk at most: more would index most lines many times over.
+        self._chunk_overlap = min(chunk_overlap, chunk_size // 2)
+        self._decay = decay
 
     def search(
         self, query: str, limit: int = 5, mode: str = "hybrid", min_score: float = 0.0
@@ -235,6 +254,12 @@ class Search:
             f"SELECT id, path, start_line, end_line, text FROM chunks WHERE id IN ({marks})",
             list(scores),
         )
+        return self._scored(rows, scores)
+
+    def _scored(
+        self, rows: Iterable[tuple[int, str, int, int, str]], scores: dict[int, float]
+    ) -> list[tuple[int, SearchResult]]:
+        """The found chunks as results, daily logs faded by age where decay is set."""
         now = time.time()
         results = []
         for chunk_id, path, start, end, text in rows:
