@@ -30,6 +30,7 @@ def client_env(home: Path) -> dict[str, str]:
     return {**keep, "HOME": str(home), "DISABLE_AUTOUPDATER": "1"}
 
 
+@pytest.mark.timeout(300)
 def test_claude_code_answers_through_the_messages_api(
     server: Server, openai_upstream: FakeOpenAI, tmp_path: Path
 ) -> None:
@@ -66,6 +67,7 @@ def test_claude_code_answers_through_the_messages_api(
     assert "POST /v1/messages 200" in ours and "POST /v1/messages 4" not in ours
 
 
+@pytest.mark.timeout(300)
 def test_codex_cli_answers_through_the_responses_api(
     server: Server, openai_upstream: FakeOpenAI, tmp_path: Path
 ) -> None:

@@ -383,6 +383,7 @@ def test_doctor_checks_each_backend(
     assert "secret-pw" not in checks["storage (PostgreSQL)"].detail
 
 
+@pytest.mark.timeout(400)  # the model host joins and loads the embedded model first
 def test_workers_share_one_copy_of_the_embedded_model(
     shared_config: Callable[[str], str], tmp_path: Path
 ) -> None:
