@@ -247,9 +247,11 @@ _STATUS_TYPES = {
 def backend_down(exc: BackendDown) -> APIError:
     """A shared backend that does not answer: 503, retry soon; nothing was done."""
     which = "Redis ([state])" if exc.backend == "state" else "PostgreSQL ([storage])"
+    # The details (hosts, ports, users) are for the server's log, not for every client.
+    logging.getLogger("localgpt.shared").warning("%s", exc.message)
     return APIError(
         503,
-        f"The server's shared {which} is unavailable; try again shortly. ({exc.message})",
+        f"The server's shared {which} is unavailable; try again shortly.",
         type="server_error",
         code="backend_unavailable",
         headers={"Retry-After": "1"},

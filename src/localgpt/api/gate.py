@@ -147,8 +147,10 @@ class Gate:
         self.keys: list[tuple[bytes, KeyConfig]] = [
             (k.key.encode(), k) for k in config.server.api_keys()
         ]
-        # Rate-limit buckets by key position: names may repeat and prefixes may be shared.
-        self.key_labels = {id(k): f"key:{i}" for i, (_, k) in enumerate(self.keys)}
+        # Rate-limit buckets by the key's identity (a hash, as sessions are): names may repeat,
+        # and with Redis the buckets are shared by replicas whose key lists may be ordered
+        # differently.
+        self.key_labels = {id(k): caller_of(k.key) for _, k in self.keys}
         # What each key may do, and who it is: its tool turns and sessions are its own. The
         # identity is a hash of the key, so it survives a reordered or renamed key list.
         self.grants = {

@@ -67,7 +67,10 @@ class McpEndpoint:
 
         server = build_server(memory_of, can_write)
         server.streamable_http_app(
-            transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False)
+            # Stateless: a client's next request may reach another worker or replica, which
+            # would not know its session; the memory tools need no server-to-client channel.
+            stateless_http=True,
+            transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         )
         manager = server.session_manager
         ready = asyncio.Event()

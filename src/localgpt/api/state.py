@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from localgpt.providers.catalog import Catalog
 from localgpt.providers.errors import ProviderError
 from localgpt.providers.router import Router
 
+log = logging.getLogger("localgpt.api")
 PROBE_SECONDS = 10.0
 PROBE_TIMEOUT = 3.0
 UNREACHABLE = frozenset({"upstream_unreachable", "upstream_timeout", "upstream_error"})
@@ -161,16 +163,18 @@ async def backends_down(state: AppState) -> str | None:
     from localgpt.shared.errors import BackendDown
 
     made = state.assistant
-    checks = []
+    checks: list[tuple[str, Any]] = []
     if made is not None and made.hot is not None:
-        checks.append(made.hot.ping())
+        checks.append(("Redis ([state])", made.hot.ping))
     if made is not None and made.sessions is not None:
-        checks.append(asyncio.to_thread(made.sessions.ping))
-    for check in checks:
+        sessions = made.sessions
+        checks.append(("PostgreSQL ([storage])", lambda: asyncio.to_thread(sessions.ping)))
+    for name, check in checks:
         try:
-            await asyncio.wait_for(check, 3)
+            await asyncio.wait_for(check(), 3)
         except BackendDown as exc:
-            return exc.message
+            log.warning("%s", exc.message)  # the details stay in the log
+            return f"{name} does not answer"
         except TimeoutError:
-            return "a shared backend did not answer within 3 s"
+            return f"{name} did not answer within 3 s"
     return None

@@ -186,14 +186,27 @@ def _run_workers(config: Config, log_level: str, count: int) -> None:
         host_config, config = model_host(config)
 
     def spawn(number: int) -> None:
-        pid = os.fork()
+        # Signals wait while the child is forked and registered: a stop in between would
+        # miss it, and the supervisor would wait for it forever.
+        blocked = {signal.SIGTERM, signal.SIGINT}
+        pid = -1
+        signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+        try:
+            pid = os.fork()
+            if pid != 0:
+                children[pid] = number
+        finally:
+            if pid != 0:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
         if pid == 0:  # the worker
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
             code = 0
             try:
                 if number == HOST:
                     assert host_config is not None
+                    sock.close()  # the model host does not serve the public port
                     _run_server(host_config, log_level)
                 else:
                     _run_server(config, log_level, sockets=[sock])
@@ -202,42 +215,62 @@ def _run_workers(config: Config, log_level: str, count: int) -> None:
                 code = 1
             finally:
                 os._exit(code)
-        children[pid] = number
+
+    def signal_all(which: str) -> None:
+        for pid, number in list(children.items()):
+            if (number == HOST) == (which == "host"):
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
 
     def stop(sig: int, frame: Any) -> None:
+        # The workers first: those still finishing a reply may need the model host.
         nonlocal stopping
         stopping = True
-        for pid in list(children):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        signal_all("workers")
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    if host_config is not None:
-        spawn(HOST)
-        host_pid = _pid_of(children, HOST)
-        assert host_pid is not None
-        key = str(host_config.server.api_keys()[0].key)
-        _wait_ready(host_config.server.url, key, lambda: os.waitpid(host_pid, os.WNOHANG) == (0, 0))
-        log.info("the embedded model is loaded once, by the model host (pid %d)", host_pid)
-    for number in range(count):
-        spawn(number)
-    log.info("%d workers on %s", count, config.server.url)
-    while children:
-        try:
-            pid, status = os.wait()
-        except ChildProcessError:
-            break
-        except InterruptedError:
-            continue
-        ended = children.pop(pid) if pid in children else None
-        if ended is not None and not stopping:
-            log.error("worker %d (pid %d) ended (%s); starting it again", ended, pid, status)
-            time.sleep(0.5)
-            spawn(ended)
-    sock.close()
+    try:
+        if host_config is not None:
+            spawn(HOST)
+            host_pid = _pid_of(children, HOST)
+            assert host_pid is not None
+            key = str(host_config.server.api_keys()[0].key)
+            _wait_ready(
+                host_config.server.url, key, lambda: os.waitpid(host_pid, os.WNOHANG) == (0, 0)
+            )
+            log.info("the embedded model is loaded once, by the model host (pid %d)", host_pid)
+        for number in range(count):
+            if not stopping:
+                spawn(number)
+        log.info("%d workers on %s", count, config.server.url)
+        host_told = False
+        while children:
+            if stopping and not host_told and not any(n != HOST for n in children.values()):
+                signal_all("host")  # the workers are done: now the model host
+                host_told = True
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            ended = children.pop(pid) if pid in children else None
+            if ended is not None and not stopping:
+                log.error("worker %d (pid %d) ended (%s); starting it again", ended, pid, status)
+                time.sleep(0.5)
+                if not stopping:  # a stop may have come during the pause
+                    spawn(ended)
+    except BaseException:
+        stopping = True
+        for pid in list(children):  # nothing left running without its supervisor
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        raise
+    finally:
+        sock.close()
 
 
 HOST = -1  # the model host's number among the workers' processes

@@ -70,8 +70,8 @@ class HotState:
 
         try:
             yield
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            raise BackendDown("state", f"Redis did not answer ({what}): {exc}") from None
+        except (redis.RedisError, OSError) as exc:  # down, timed out, read-only, out of memory
+            raise BackendDown("state", f"Redis failed ({what}): {exc}") from None
 
     async def ping(self) -> None:
         async with self._call("ping"):
@@ -127,8 +127,13 @@ class HotState:
         deadline = None if wait is None else loop.time() + wait
         delay = 0.01
         while True:
-            async with self._call("lock"):
-                taken = await self.redis.set(key, token, nx=True, px=int(ttl * 1000))
+            try:
+                async with self._call("lock"):
+                    taken = await self.redis.set(key, token, nx=True, px=int(ttl * 1000))
+            except BaseException:
+                # Cancelled or timed out after Redis may have set it: release what is ours.
+                await self._release_quietly(key, token, name)
+                raise
             if taken:
                 break
             if deadline is not None and loop.time() >= deadline:
@@ -138,7 +143,10 @@ class HotState:
         try:
             yield
         finally:
-            try:
-                await asyncio.shield(self._release(keys=[key], args=[token]))
-            except Exception as exc:  # it expires by itself
-                log.warning("could not release the lock %s: %s", name, exc)
+            await self._release_quietly(key, token, name)
+
+    async def _release_quietly(self, key: str, token: str, name: str) -> None:
+        try:
+            await asyncio.shield(self._release(keys=[key], args=[token]))
+        except Exception as exc:  # it expires by itself
+            log.warning("could not release the lock %s: %s", name, exc)
