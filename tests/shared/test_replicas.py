@@ -235,12 +235,18 @@ def test_a_backend_stopped_is_a_503_and_recovery_when_it_returns(
         down = httpx.get(f"{a.url}/api/sessions", timeout=30)
         assert down.status_code == 503, down.text
         assert "PostgreSQL" in down.json()["error"]["message"]
+        # The answer goes on without the shared memory's notes rather than failing.
+        assert chat(a, "hi").status_code == 200
+        searched = httpx.get(f"{a.url}/api/memory/search", params={"q": "x"}, timeout=30)
+        assert searched.status_code == 503
     finally:
         postgres_server.start()
     deadline = time.monotonic() + 15
     while httpx.get(f"{a.url}/api/sessions", timeout=30).status_code != 200:
         assert time.monotonic() < deadline, "no recovery"
         time.sleep(0.2)
+    searched = httpx.get(f"{a.url}/api/memory/search", params={"q": "x"}, timeout=30)
+    assert searched.status_code == 200, searched.text  # the index connected again
 
 
 def test_workers_share_one_port_and_need_shared_backends(

@@ -124,7 +124,13 @@ async def recall(memory: Memory, config: MemoryConfig, query: str) -> list[Searc
     overlapping one another, within the budget."""
     if not query.strip():
         return []
-    found = await memory.search(query, config.recall_limit * 2, config.recall_threshold)
+    from localgpt.shared.errors import BackendDown
+
+    try:
+        found = await memory.search(query, config.recall_limit * 2, config.recall_threshold)
+    except BackendDown as exc:  # the shared index is down: answer without notes, not fail
+        log.warning("no recall for this turn: %s", exc.message)
+        return []
     if not found:
         return []
     best = found[0].score

@@ -80,7 +80,11 @@ class Memory:
         if self._index is None:
             if self._opening is None:
                 self._opening = asyncio.ensure_future(self._run(self._open))
-            self._index = await asyncio.shield(self._opening)
+            try:
+                self._index = await asyncio.shield(self._opening)
+            except Exception:
+                self._opening = None  # a shared index that was down: try again next time
+                raise
         return self._index
 
     async def start(self, watch: bool = True) -> None:

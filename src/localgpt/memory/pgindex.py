@@ -32,6 +32,7 @@ from localgpt.memory.scoring import (
 )
 from localgpt.memory.search import Search, SearchResult
 from localgpt.memory.workspace import Workspace
+from localgpt.shared.errors import BackendDown
 
 log = logging.getLogger("localgpt.memory")
 REINDEX_LOCK = 727275  # the advisory lock one reindexing replica holds
@@ -101,7 +102,12 @@ class PgMemoryIndex(Search):
         self._pool = None  # embeds queries while the text queries run, see Search.search
         # No server-side prepared statements: their generic plans (psycopg prepares after 5
         # runs) picked slow scans for the text queries, whose best plan depends on the word.
-        self._pg = psycopg.connect(dsn, autocommit=True, connect_timeout=5, prepare_threshold=None)
+        try:
+            self._pg = psycopg.connect(
+                dsn, autocommit=True, connect_timeout=5, prepare_threshold=None
+            )
+        except psycopg.OperationalError as exc:
+            raise BackendDown("storage", f"PostgreSQL did not answer: {exc}") from None
         dims = embedder.dims if embedder is not None else 384
         with self._pg.transaction():
             self._pg.execute("SELECT pg_advisory_xact_lock(727274)")
@@ -109,6 +115,30 @@ class PgMemoryIndex(Search):
         # pgvector's default (40) missed the nearest chunk of 712 in bench/eval_memory.py
         # (an index grown by inserts); 200 found the exact top 10 for every question.
         self._pg.execute(f"SET hnsw.ef_search = {EF_SEARCH}")
+
+    def _live(self) -> None:
+        """Connect again after PostgreSQL restarted (the old connection is then closed)."""
+        import psycopg
+
+        if self._pg.closed or self._pg.broken:
+            try:
+                self._pg = psycopg.connect(
+                    self.dsn, autocommit=True, connect_timeout=5, prepare_threshold=None
+                )
+                self._pg.execute(f"SET hnsw.ef_search = {EF_SEARCH}")
+            except psycopg.OperationalError as exc:
+                raise BackendDown("storage", f"PostgreSQL did not answer: {exc}") from None
+
+    def search(
+        self, query: str, limit: int = 5, mode: str = "hybrid", min_score: float = 0.0
+    ) -> list[SearchResult]:
+        import psycopg
+
+        self._live()
+        try:
+            return super().search(query, limit, mode, min_score)
+        except psycopg.OperationalError as exc:
+            raise BackendDown("storage", f"PostgreSQL failed: {exc}") from None
 
     def stop(self) -> None:
         self._stopping.set()
@@ -119,6 +149,7 @@ class PgMemoryIndex(Search):
     # --- indexing -----------------------------------------------------------------------
 
     def reindex(self, force: bool = False, progress: Any = None) -> ReindexStats:
+        self._live()
         started = time.perf_counter()
         stats = ReindexStats()
         with self._lock:
@@ -254,6 +285,7 @@ class PgMemoryIndex(Search):
             stats.chunks_added += len(rows)
 
     def index_file(self, relative_path: str) -> bool:
+        self._live()
         path = self.workspace.markdown_file(relative_path)
         if path is None:
             return self.remove_file(relative_path)
