@@ -296,13 +296,17 @@ class PgResponseStore:
         body = row[3]
         return StoredResponse(row[0], row[1], body["response"], body["input_items"], row[2])
 
-    async def find_items(self, item_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    async def find_items(
+        self, item_ids: Sequence[str], caller: str | None = None, admin: bool = False
+    ) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
         async with self._conn() as conn:
             for item_id in item_ids:
                 cur = await conn.execute(
-                    "SELECT body FROM response_items WHERE id = %s ORDER BY created DESC LIMIT 1",
-                    (item_id,),
+                    "SELECT i.body FROM response_items i JOIN responses r ON r.id = i.response"
+                    " WHERE i.id = %s AND (%s OR r.owner IS NULL OR r.owner = %s)"
+                    " ORDER BY i.created DESC LIMIT 1",
+                    (item_id, admin, caller),
                 )
                 row = await cur.fetchone()
                 if row is not None:

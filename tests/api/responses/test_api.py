@@ -532,6 +532,14 @@ def test_a_key_sees_only_its_own_responses(
         bob.responses.create(model=MODEL, input="x", previous_response_id=made.id)
     with pytest.raises(openai.AuthenticationError):
         client(server, "wrong-key-0123456789").responses.create(model=MODEL, input="x")
+    # Nor its items, even by an id the client chose itself.
+    mine = {"type": "message", "id": "msg_shared_id", "role": "user", "content": "alice's"}
+    alice.responses.create(model=MODEL, input=[mine])  # type: ignore[list-item]
+    reference = [{"type": "item_reference", "id": "msg_shared_id"}]
+    with pytest.raises(openai.BadRequestError):
+        bob.responses.create(model=MODEL, input=reference)  # type: ignore[arg-type]
+    alice.responses.create(model=MODEL, input=reference)  # type: ignore[arg-type]
+    assert "alice's" in str(openai_upstream.last_body()["messages"])
 
 
 # --- every provider, and the assistant layer ----------------------------------------------

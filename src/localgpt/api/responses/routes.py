@@ -85,7 +85,11 @@ async def create_response(request: Request) -> Response:
     store = state.responses
     past = await history(store, raw.get("previous_response_id"), caller)
     wanted = referenced_ids(raw)
-    found = await store.find_items(wanted) if wanted and store is not None else {}
+    found = (
+        await store.find_items(wanted, caller.caller, caller.admin)
+        if wanted and store is not None
+        else {}
+    )
     chat, params = to_chat(raw, past, found)
     messages: list[ChatMessage] = chat  # type: ignore[assignment]
     chat_params: ChatParams = params  # type: ignore[assignment]

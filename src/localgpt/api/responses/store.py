@@ -69,9 +69,12 @@ class ResponseStore(Protocol):
 
     async def get(self, response_id: str) -> StoredResponse | None: ...
 
-    async def find_items(self, item_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Items (input or output) of stored responses by id, for ``item_reference``; the
-        latest response's where several hold the same id."""
+    async def find_items(
+        self, item_ids: Sequence[str], caller: str | None = None, admin: bool = False
+    ) -> dict[str, dict[str, Any]]:
+        """Items (input or output) of the stored responses ``caller`` may see, by id, for
+        ``item_reference``; the latest response's where several hold the same id. Item ids
+        may be the client's own: another key's item of the same id is not found."""
         ...
 
     async def delete(self, response_id: str) -> bool: ...
@@ -222,15 +225,22 @@ class SQLiteResponseStore:
         data = orjson.loads(row[3])
         return StoredResponse(row[0], row[1], data["response"], data["input_items"], row[2])
 
-    async def find_items(self, item_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        return await self._run(self._find_items, list(item_ids))  # type: ignore[no-any-return]
+    async def find_items(
+        self, item_ids: Sequence[str], caller: str | None = None, admin: bool = False
+    ) -> dict[str, dict[str, Any]]:
+        return await self._run(self._find_items, list(item_ids), caller, admin)  # type: ignore[no-any-return]
 
-    def _find_items(self, item_ids: list[str]) -> dict[str, dict[str, Any]]:
+    def _find_items(
+        self, item_ids: list[str], caller: str | None, admin: bool
+    ) -> dict[str, dict[str, Any]]:
         db = self._conn()
         found: dict[str, dict[str, Any]] = {}
         for item_id in item_ids:
             row = db.execute(
-                "SELECT body FROM items WHERE id = ? ORDER BY created DESC LIMIT 1", (item_id,)
+                "SELECT i.body FROM items i JOIN responses r ON r.id = i.response"
+                " WHERE i.id = ? AND (? OR r.owner IS NULL OR r.owner = ?)"
+                " ORDER BY i.created DESC LIMIT 1",
+                (item_id, admin, caller),
             ).fetchone()
             if row is not None:
                 found[item_id] = orjson.loads(row[0])
