@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from zoneinfo import ZoneInfo
@@ -80,10 +81,14 @@ class Schedule(Protocol):
 
 @dataclass(frozen=True)
 class Every:
+    """Every so many seconds, on the epoch's grid (a 30m job at :00 and :30), so that every
+    replica computes the same times and one of them claims each (``Scheduler._timed``)."""
+
     seconds: float
 
     def next_after(self, moment: datetime) -> datetime:
-        return moment + timedelta(seconds=self.seconds)
+        slot = math.floor(moment.timestamp() / self.seconds) + 1
+        return datetime.fromtimestamp(slot * self.seconds, UTC)
 
 
 @dataclass(frozen=True)
@@ -237,6 +242,7 @@ class Scheduler:
                 continue
             if task.next_at > now:
                 continue
+            due = task.next_at
             task.next_at = task.schedule.next_after(now)  # from now: no burst of missed runs
             if task.allowed is not None and not task.allowed(now):
                 self._record(task.outcome(now, "skipped", "outside the active hours"))
@@ -244,11 +250,11 @@ class Scheduler:
             if task.busy:
                 self._record(task.outcome(now, "busy", "the previous run is still going"))
                 continue
-            started.append(self._launch(task))
+            started.append(self._launch(task, due))
         return started
 
-    def _launch(self, task: Task) -> asyncio.Task[Run]:
-        task.running = asyncio.create_task(self._timed(task), name=f"{task.kind}:{task.name}")
+    def _launch(self, task: Task, due: datetime | None = None) -> asyncio.Task[Run]:
+        task.running = asyncio.create_task(self._timed(task, due), name=f"{task.kind}:{task.name}")
         return task.running
 
     async def run_now(self, kind: str, name: str) -> Run:
@@ -258,9 +264,19 @@ class Scheduler:
             return task.outcome(self.clock.now(), "busy", "a run is going already")
         return await self._launch(task)
 
-    async def _timed(self, task: Task) -> Run:
+    async def _timed(self, task: Task, due: datetime | None = None) -> Run:
         started = self.clock.now()
         t0 = time.monotonic()
+        if self.hot is not None and due is not None:
+            # Every replica's scheduler finds the run due; the first to claim it runs it.
+            occurrence = f"due:{task.kind}:{task.name}:{int(due.timestamp())}"
+            try:
+                mine = await self.hot.claim(occurrence, max(task.timeout, 60.0) * 2)
+            except Exception as exc:
+                mine = False
+                log.warning("could not claim %s %s: %s", task.kind, task.name, exc)
+            if not mine:
+                return task.outcome(started, "skipped", "another server process runs this one")
         try:
             if self.hot is None:
                 run = await asyncio.wait_for(task.run(), task.timeout)

@@ -124,9 +124,11 @@ class SessionStore:
         # that json.dumps leaves unescaped inside a message.
         lines = data.decode("utf-8", errors="replace").split("\n")
         session = _parse(session_id, lines)
-        if session is not None:
-            self._cache[session_id] = session
-        return session
+        if session is None:
+            return None
+        # Two threads may have read the file at once: the first copy cached is the one every
+        # caller shares (and appends to), never replaced by a later, possibly older, read.
+        return self._cache.setdefault(session_id, session)
 
     def all(self) -> list[Session]:
         if not self.folder.is_dir():

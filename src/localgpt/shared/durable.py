@@ -22,6 +22,7 @@ from localgpt.providers.messages import ChatMessage
 from localgpt.shared.errors import BackendDown
 
 log = logging.getLogger("localgpt.shared")
+PURGE_EVERY = 3600.0  # seconds between two retention sweeps of stored responses
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -239,6 +240,7 @@ class PgResponseStore:
 
         self.dsn = dsn
         self.retention = retention_days * 86400.0
+        self._last_purge = time.time()
         self.pool = AsyncConnectionPool(
             dsn,
             min_size=1,
@@ -246,6 +248,7 @@ class PgResponseStore:
             open=False,
             timeout=5,
             kwargs={"connect_timeout": 5},
+            check=AsyncConnectionPool.check_connection,
         )
 
     async def open(self) -> None:
@@ -263,6 +266,10 @@ class PgResponseStore:
 
     async def put(self, record: Any) -> None:
         from psycopg.types.json import Jsonb
+
+        if time.time() - self._last_purge > PURGE_EVERY:  # retention, as SQLite's store keeps it
+            self._last_purge = time.time()
+            await self.purge(time.time() - self.retention)
 
         body = {"response": record.response, "input_items": record.input_items}
         items = [

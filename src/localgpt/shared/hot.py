@@ -118,6 +118,11 @@ class HotState:
 
     # --- locks ------------------------------------------------------------------------
 
+    async def claim(self, name: str, ttl: float) -> bool:
+        """True for the one process that claims ``name`` first (a scheduled run's time)."""
+        async with self._call("claim"):
+            return bool(await self.redis.set(f"{PREFIX}{name}", "1", nx=True, px=int(ttl * 1000)))
+
     @asynccontextmanager
     async def lock(self, name: str, ttl: float, wait: float | None = None) -> AsyncIterator[None]:
         """Hold ``name`` across every process for at most ``ttl`` seconds. ``wait``: how
